@@ -1,0 +1,125 @@
+"""Build: C source -> cffi extension module, cached by content hash.
+
+A build happens in a temporary directory inside the cache and is renamed into
+place atomically, so concurrent builds of the same model never see half a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import cffi
+
+DEFAULT_FLAGS = ("-O3", "-march=native")
+_loaded: dict = {}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    """$DLC_CACHE_DIR, else $XDG_CACHE_HOME/dlc, else ~/.cache/dlc."""
+    if os.environ.get("DLC_CACHE_DIR"):
+        return Path(os.environ["DLC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dlc"
+
+
+def compiler_command(cc=None) -> list:
+    return shlex.split(cc or os.environ.get("CC") or "cc")
+
+
+@lru_cache(maxsize=None)
+def compiler_identity(cc: tuple) -> str:
+    try:
+        done = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise BuildError(f"C compiler {' '.join(cc)!r} not found; install gcc or clang, "
+                         "or set the CC environment variable") from None
+    return done.stdout.splitlines()[0] if done.stdout else " ".join(cc)
+
+
+@lru_cache(maxsize=1)
+def cpu_identity() -> str:
+    """What -march=native depends on."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return sys.platform
+    return next((l for l in text.splitlines() if l.startswith("flags")), "")
+
+
+def cache_key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def build(header: str, source: str, cc=None, flags=DEFAULT_FLAGS, directory=None):
+    """Compile (or fetch from the cache) a cffi module; returns (ffi, lib)."""
+    cc = tuple(compiler_command(cc))
+    flags = tuple(flags)
+    native = cpu_identity() if any("native" in f for f in flags) else ""
+    key = cache_key(header, source, compiler_identity(cc), " ".join(flags), native,
+                    cffi.__version__, sysconfig.get_config_var("EXT_SUFFIX") or "")
+    name = f"_dlc_{key}"
+    if name in _loaded:
+        return _loaded[name]
+    directory = Path(directory or cache_dir())
+    target = directory / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+    if not target.exists():
+        _compile(name, header, source, cc, flags, directory, target)
+    module = _load(name, target)
+    _loaded[name] = (module.ffi, module.lib)
+    return _loaded[name]
+
+
+def _compile(name, header, source, cc, flags, directory, target) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
+    try:
+        ffi = cffi.FFI()
+        ffi.cdef(header)
+        ffi.set_source(name, source)
+        c_file = work / f"{name}.c"
+        with contextlib.redirect_stdout(io.StringIO()):   # cffi announces "generating ..."
+            ffi.emit_c_code(str(c_file))
+        out = work / target.name
+        include = sysconfig.get_paths()["include"]
+        command = [*cc, *flags, "-shared", "-fPIC", f"-I{include}", str(c_file), "-o", str(out), "-lm"]
+        run_compiler(command)
+        os.replace(out, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_compiler(command: list) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise BuildError(f"C compiler {command[0]!r} not found; install gcc or clang, "
+                         "or set the CC environment variable") from None
+    if done.returncode != 0:
+        raise BuildError(f"the C compiler failed (exit {done.returncode}):\n"
+                         f"$ {' '.join(command)}\n{done.stderr.strip() or done.stdout.strip()}")
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,291 @@
+"""The Python DSL: layers, the functional ``Model`` and ``Sequential``.
+
+A model owns its parameters as a dict of named NumPy arrays (``"fc1.W"``);
+layers only describe shapes and how to initialise them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ir import DTYPES, dtype_code
+
+INITS = {
+    "he": lambda rng, n_in, shape: rng.standard_normal(shape) * np.sqrt(2.0 / n_in),
+    "xavier": lambda rng, n_in, shape: rng.standard_normal(shape) * np.sqrt(1.0 / n_in),
+    "small": lambda rng, n_in, shape: rng.standard_normal(shape) * 0.01,
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    value: np.ndarray
+    trainable: bool = True
+    regularized: bool = False
+
+
+class Tensor:
+    """A symbolic value in the functional form: the layer that made it and its width."""
+
+    def __init__(self, features: int, layer: "Layer" = None, parent: "Tensor" = None):
+        self.features, self.layer, self.parent = features, layer, parent
+
+    def __repr__(self) -> str:
+        made_by = self.layer.name or type(self.layer).__name__ if self.layer else "Input"
+        return f"<dlc.Tensor ({made_by}) of {self.features} features>"
+
+
+def positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{what} must be positive, got {value}")
+    return int(value)
+
+
+def Input(features: int, name: str = None) -> Tensor:
+    """The model's input: ``features`` values per example."""
+    return Tensor(positive_int(features, "Input features"))
+
+
+class Layer:
+    kind = "layer"
+
+    def __init__(self, name: str = None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"layer name must be a non-empty string, got {name!r}")
+        self.name = name
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.describe()} must be called on a dlc tensor, got {type(x).__name__}")
+        return Tensor(self.out_features(x.features), self, x)
+
+    def describe(self) -> str:
+        return f"layer {self.name!r}" if self.name else f"{type(self).__name__} layer"
+
+    def out_features(self, n_in: int) -> int:
+        return n_in
+
+    def init_params(self, n_in: int, rng, dtype) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Dense(Layer):
+    kind = "dense"
+
+    def __init__(self, units: int, init: str = "he", name: str = None, in_features: int = None):
+        super().__init__(name)
+        self.units = positive_int(units, f"Dense units{f' of {name!r}' if name else ''}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r} for {self.describe()}; use one of {sorted(INITS)}")
+        self.init = init
+        self.in_features = None if in_features is None else positive_int(in_features, "in_features")
+
+    def out_features(self, n_in):
+        if self.in_features is not None and self.in_features != n_in:
+            raise ValueError(f"{self.describe()} expects {self.in_features} input features, "
+                             f"but the layer before it gives {n_in}")
+        return self.units
+
+    def init_params(self, n_in, rng, dtype):
+        W = INITS[self.init](rng, n_in, (n_in, self.units)).astype(dtype)
+        return {"W": ParamSpec(W, regularized=True),
+                "b": ParamSpec(np.zeros(self.units, dtype))}
+
+
+class BatchNorm(Layer):
+    """Batch normalisation; ``momentum`` weighs the old running statistics
+    (running = momentum * running + (1 - momentum) * batch)."""
+    kind = "batchnorm"
+
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.9, name: str = None):
+        super().__init__(name)
+        if not np.isfinite(eps) or eps <= 0:
+            raise ValueError(f"BatchNorm eps must be positive, got {eps}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"BatchNorm momentum must be in [0, 1), got {momentum}")
+        self.eps, self.momentum = float(eps), float(momentum)
+
+    def init_params(self, n_in, rng, dtype):
+        return {"gamma": ParamSpec(np.ones(n_in, dtype)),
+                "beta": ParamSpec(np.zeros(n_in, dtype)),
+                "running_mean": ParamSpec(np.zeros(n_in, dtype), trainable=False),
+                "running_var": ParamSpec(np.ones(n_in, dtype), trainable=False)}
+
+
+class Dropout(Layer):
+    """Inverted dropout: keeps each unit with probability ``keep_prob`` while training."""
+    kind = "dropout"
+
+    def __init__(self, keep_prob: float = 0.8, name: str = None):
+        super().__init__(name)
+        if isinstance(keep_prob, bool) or not isinstance(keep_prob, (int, float)) \
+                or not 0 < keep_prob <= 1:
+            raise ValueError(f"Dropout keep_prob must be in (0, 1], got {keep_prob!r}")
+        self.keep_prob = float(keep_prob)
+
+
+class Normalize(Layer):
+    """Fixed input normalisation: (x - mean) / sqrt(var + eps)."""
+    kind = "normalize"
+
+    def __init__(self, mean, var, eps: float = 1e-8, name: str = None):
+        super().__init__(name)
+        self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        self.var = np.asarray(var, dtype=np.float64).reshape(-1)
+        if self.mean.shape != self.var.shape:
+            raise ValueError(f"Normalize mean has {self.mean.size} values but var has {self.var.size}")
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.var).all()):
+            raise ValueError("Normalize mean and var must be finite")
+        if (self.var < 0).any():
+            raise ValueError("Normalize var must be non-negative")
+        self.eps = float(eps)
+
+    def out_features(self, n_in):
+        if self.mean.size != n_in:
+            raise ValueError(f"{self.describe()} has statistics for {self.mean.size} features, "
+                             f"but its input has {n_in}")
+        return n_in
+
+    def init_params(self, n_in, rng, dtype):
+        return {"mean": ParamSpec(self.mean.astype(dtype), trainable=False),
+                "var": ParamSpec(self.var.astype(dtype), trainable=False)}
+
+
+class ReLU(Layer):
+    kind = "relu"
+
+
+class LeakyReLU(Layer):
+    kind = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01, name: str = None):
+        super().__init__(name)
+        if not np.isfinite(alpha):
+            raise ValueError(f"LeakyReLU alpha must be finite, got {alpha}")
+        self.alpha = float(alpha)
+
+
+class Sigmoid(Layer):
+    kind = "sigmoid"
+
+
+class Tanh(Layer):
+    kind = "tanh"
+
+
+class Softmax(Layer):
+    kind = "softmax"
+
+
+class Model:
+    """A network from an input tensor to an output tensor (the functional form)."""
+
+    def __init__(self, inputs: Tensor, outputs: Tensor, dtype="float32", seed: int = 0):
+        if not isinstance(inputs, Tensor) or inputs.layer is not None:
+            raise TypeError("Model inputs must be the tensor returned by dlc.Input(...)")
+        if not isinstance(outputs, Tensor):
+            raise TypeError("Model outputs must be a dlc tensor")
+        self.dtype = DTYPES[dtype_code(dtype)]
+        self.seed = seed
+        self.layers = _chain(inputs, outputs)
+        if not self.layers:
+            raise ValueError("the model has no layers between its input and output")
+        _assign_names(self.layers)
+        self.n_inputs, self.n_outputs = inputs.features, outputs.features
+        self.params, self.param_info = {}, {}
+        self._init_params(np.random.default_rng(seed))
+
+    def _init_params(self, rng) -> None:
+        n = self.n_inputs
+        for layer in self.layers:
+            for short, spec in layer.init_params(n, rng, self.dtype).items():
+                name = f"{layer.name}.{short}"
+                self.params[name] = spec.value
+                self.param_info[name] = (layer, spec.trainable, spec.regularized)
+            n = layer.out_features(n)
+
+    def input_widths(self) -> list:
+        """The width of each layer's input, in order."""
+        widths, n = [], self.n_inputs
+        for layer in self.layers:
+            widths.append(n)
+            n = layer.out_features(n)
+        return widths
+
+    def get_params(self) -> dict:
+        return {name: value.copy() for name, value in self.params.items()}
+
+    def set_params(self, params: dict) -> None:
+        """Replace some or all parameters; names, shapes and finiteness are checked first."""
+        staged = {}
+        for name, value in params.items():
+            if name not in self.params:
+                raise KeyError(f"unknown parameter {name!r}; the model has {sorted(self.params)}")
+            array = np.asarray(value)
+            if array.shape != self.params[name].shape:
+                raise ValueError(f"parameter {name!r} should have shape {self.params[name].shape}, "
+                                 f"got {array.shape}")
+            if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+                raise TypeError(f"parameter {name!r} must be real numbers, got {array.dtype}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"parameter {name!r} contains NaN or inf")
+            staged[name] = np.array(array, dtype=self.dtype)
+        self.params.update(staged)
+
+    def ir(self, mode: str = "inference") -> str:
+        from .lower import lower
+        return str(lower(self, mode))
+
+    def __repr__(self) -> str:
+        chain = " -> ".join(l.name for l in self.layers)
+        return f"<dlc.Model {self.n_inputs} -> {self.n_outputs}: {chain}>"
+
+
+class Sequential(Model):
+    """A model as a list: ``dlc.Input(n)`` first, then layers applied in order."""
+
+    def __init__(self, layers, dtype="float32", seed: int = 0):
+        layers = list(layers)
+        if not layers or not isinstance(layers[0], Tensor):
+            raise TypeError("Sequential needs dlc.Input(n) as its first element")
+        x = layers[0]
+        for i, layer in enumerate(layers[1:], 1):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential element {i} is {layer!r}, not a dlc layer")
+            x = layer(x)
+        super().__init__(layers[0], x, dtype=dtype, seed=seed)
+
+
+def _chain(inputs: Tensor, outputs: Tensor) -> list:
+    layers, t = [], outputs
+    while t is not inputs:
+        if t.layer is None:
+            raise ValueError("Model outputs are not computed from the given inputs")
+        if t.layer in layers:
+            raise ValueError(f"{t.layer.describe()} is used twice; create a new layer instead")
+        layers.append(t.layer)
+        t = t.parent
+    return layers[::-1]
+
+
+def _assign_names(layers) -> None:
+    """Give unnamed layers "dense1", "relu2", ...; names the user chose win."""
+    seen = set()
+    for layer in layers:
+        if layer.name in seen:
+            raise ValueError(f"two layers are named {layer.name!r}; layer names must be unique")
+        if layer.name is not None:
+            seen.add(layer.name)
+    counts = {}
+    for layer in layers:
+        if layer.name is None:
+            while layer.name is None or layer.name in seen:
+                counts[layer.kind] = counts.get(layer.kind, 0) + 1
+                layer.name = f"{layer.kind}{counts[layer.kind]}"
+            seen.add(layer.name)

@@ -1,0 +1,200 @@
+"""The IR: typed values with static shapes, small immutable nodes, and a graph.
+
+A value is referred to by a string with a sigil: ``%x`` for a graph input,
+``%3`` for a node's result and ``@fc1.W`` for a parameter.  Shapes are static
+except the leading batch dimension, which is the symbol ``B``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+BATCH = "B"
+DTYPES = {"f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
+
+
+def dtype_code(dtype) -> str:
+    """'f32' or 'f64' for anything NumPy understands as float32/float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from exc
+    for code, known in DTYPES.items():
+        if dt == known:
+            return code
+    raise TypeError(f"unsupported dtype {dtype!r}; use 'float32' or 'float64'")
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.shape) and self.shape[0] == BATCH
+
+    @property
+    def row_size(self) -> int:
+        """Elements per batch row (or in total, for an unbatched value)."""
+        dims = self.shape[1:] if self.batched else self.shape
+        return int(np.prod(dims, dtype=np.int64))
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return DTYPES[self.dtype]
+
+
+def type_of(array: np.ndarray) -> TensorType:
+    return TensorType(tuple(array.shape), dtype_code(array.dtype))
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named constant of the graph: its value and how training treats it."""
+    value: np.ndarray
+    trainable: bool = True
+    regularized: bool = False
+    layer: str = ""
+
+    @property
+    def type(self) -> TensorType:
+        return type_of(self.value)
+
+
+@dataclass(frozen=True)
+class Node:
+    out: str
+    op: str
+    inputs: tuple
+    attrs: Mapping = field(default_factory=dict)
+    type: TensorType = None
+    layer: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+
+
+@dataclass(frozen=True)
+class Graph:
+    inputs: Mapping          # "%x" -> TensorType
+    params: Mapping          # "@fc1.W" -> Param
+    nodes: tuple
+    outputs: tuple           # refs
+    updates: tuple = ()      # (param ref, value ref): new parameter values, for training graphs
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "updates", tuple(self.updates))
+
+    def types(self) -> dict:
+        """Every value's type, keyed by ref."""
+        table = dict(self.inputs)
+        table.update((ref, p.type) for ref, p in self.params.items())
+        table.update((n.out, n.type) for n in self.nodes)
+        return table
+
+    def producers(self) -> dict:
+        return {n.out: n for n in self.nodes}
+
+    def users(self) -> dict:
+        """ref -> list of nodes that read it (a side table, never stored on nodes)."""
+        table = {}
+        for node in self.nodes:
+            for ref in node.inputs:
+                table.setdefault(ref, []).append(node)
+        return table
+
+    def replace(self, **changes) -> "Graph":
+        return replace(self, **changes)
+
+    @property
+    def dtype(self) -> str:
+        return next(iter(self.inputs.values())).dtype
+
+    def __str__(self) -> str:
+        return format_graph(self)
+
+
+def format_attr(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def format_node(node: Node, with_layer: bool = True) -> str:
+    args = list(node.inputs) + [f"{k}={format_attr(v)}" for k, v in sorted(node.attrs.items())]
+    comment = f"  # {node.layer}" if node.layer and with_layer else ""
+    return f"{node.out} : {node.type} = {node.op}({', '.join(args)}){comment}"
+
+
+def format_graph(graph: Graph) -> str:
+    lines = ["graph(" + ", ".join(f"{r} : {t}" for r, t in graph.inputs.items()) + ") {"]
+    for ref, param in graph.params.items():
+        lines.append(f"  {ref} : {param.type}")
+    lines += ["  " + format_node(n) for n in graph.nodes]
+    for param, value in graph.updates:
+        lines.append(f"  {param} <- {value}")
+    lines.append("  return " + ", ".join(graph.outputs))
+    lines.append("}")
+    return "\n".join(lines)
+
+
+class GraphBuilder:
+    """Appends nodes with fresh names, inferring each result type from the op registry."""
+
+    def __init__(self, inputs=None, params=None, nodes=(), start=0):
+        self.inputs = dict(inputs or {})
+        self.params = dict(params or {})
+        self.nodes = list(nodes)
+        self.counter = start
+        self._types = None
+
+    @classmethod
+    def extending(cls, graph: Graph) -> "GraphBuilder":
+        numbers = [int(n.out[1:]) for n in graph.nodes if n.out[1:].isdigit()]
+        return cls(graph.inputs, graph.params, graph.nodes, max(numbers, default=-1) + 1)
+
+    def input(self, name: str, type_: TensorType) -> str:
+        ref = "%" + name
+        self.inputs[ref] = type_
+        return ref
+
+    def param(self, name: str, value: np.ndarray, **info) -> str:
+        ref = "@" + name
+        if ref in self.params:
+            raise ValueError(f"duplicate parameter name {name!r}")
+        self.params[ref] = Param(value, **info)
+        return ref
+
+    def type(self, ref: str) -> TensorType:
+        if ref in self.inputs:
+            return self.inputs[ref]
+        if ref in self.params:
+            return self.params[ref].type
+        for node in reversed(self.nodes):
+            if node.out == ref:
+                return node.type
+        raise KeyError(f"unknown value {ref}")
+
+    def add(self, op: str, *inputs: str, layer: str = "", **attrs) -> str:
+        from .ops import check_attrs, infer_type
+        out = f"%{self.counter}"
+        self.counter += 1
+        attrs = check_attrs(op, attrs, layer)
+        type_ = infer_type(op, [self.type(r) for r in inputs], attrs, layer)
+        self.nodes.append(Node(out, op, inputs, attrs, type_, layer))
+        return out
+
+    def build(self, outputs, updates=()) -> Graph:
+        return Graph(self.inputs, self.params, self.nodes, tuple(outputs), tuple(updates))

@@ -1,0 +1,62 @@
+"""Lowering: a DSL model becomes an IR graph, one rule per layer kind."""
+from __future__ import annotations
+
+from . import dsl
+from .ir import BATCH, Graph, GraphBuilder, TensorType, dtype_code
+from .verify import verify
+
+MODES = ("inference", "train")
+
+
+def lower(model: dsl.Model, mode: str = "inference") -> Graph:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    b = GraphBuilder()
+    x = b.input("x", TensorType((BATCH, model.n_inputs), dtype_code(model.dtype)))
+    for layer in model.layers:
+        params = {}
+        for name, (owner, trainable, regularized) in model.param_info.items():
+            if owner is layer:
+                short = name[len(layer.name) + 1:]
+                params[short] = b.param(name, model.params[name], trainable=trainable,
+                                        regularized=regularized, layer=layer.name)
+        x = RULES[type(layer)](b, layer, x, params, mode)
+    return verify(b.build([x]))
+
+
+def lower_dense(b, layer, x, p, mode):
+    return b.add("dense", x, p["W"], p["b"], layer=layer.name)
+
+
+def lower_batchnorm(b, layer, x, p, mode):
+    return b.add("batchnorm", x, p["gamma"], p["beta"], p["running_mean"], p["running_var"],
+                 layer=layer.name, eps=layer.eps)
+
+
+def lower_dropout(b, layer, x, p, mode):
+    return b.add("dropout", x, layer=layer.name, keep_prob=layer.keep_prob)
+
+
+def lower_normalize(b, layer, x, p, mode):
+    return b.add("normalize", x, p["mean"], p["var"], layer=layer.name, eps=layer.eps)
+
+
+def lower_leaky_relu(b, layer, x, p, mode):
+    return b.add("leaky_relu", x, layer=layer.name, alpha=layer.alpha)
+
+
+def activation(op):
+    return lambda b, layer, x, p, mode: b.add(op, x, layer=layer.name)
+
+
+RULES = {
+    dsl.Dense: lower_dense,
+    dsl.BatchNorm: lower_batchnorm,
+    dsl.Dropout: lower_dropout,
+    dsl.Normalize: lower_normalize,
+    dsl.ReLU: activation("relu"),
+    dsl.LeakyReLU: lower_leaky_relu,
+    dsl.Sigmoid: activation("sigmoid"),
+    dsl.Tanh: activation("tanh"),
+    dsl.Softmax: activation("softmax"),
+}

@@ -1,0 +1,30 @@
+/* dlc runtime: types, math and constants shared by every generated model.
+ * The generated translation unit defines DLC_DOUBLE (0 or 1) before this. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#if DLC_DOUBLE
+typedef double dlc_real;
+#define dlc_exp exp
+#define dlc_log log
+#define dlc_sqrt sqrt
+#define dlc_tanh tanh
+#define dlc_fabs fabs
+#else
+typedef float dlc_real;
+#define dlc_exp expf
+#define dlc_log logf
+#define dlc_sqrt sqrtf
+#define dlc_tanh tanhf
+#define dlc_fabs fabsf
+#endif
+
+/* Activations that a dense layer can apply in its epilogue. */
+enum {
+    DLC_ACT_NONE = 0,
+    DLC_ACT_RELU = 1,
+    DLC_ACT_LEAKY_RELU = 2,
+    DLC_ACT_SIGMOID = 3,
+    DLC_ACT_TANH = 4
+};

@@ -1,0 +1,94 @@
+/* dlc runtime: forward kernels.  All matrices are row-major; a batch of
+ * `rows` examples is (rows, n).  Kernels never write to their inputs. */
+
+/* Sigmoid without overflow: exp() only ever sees a non-positive argument. */
+static inline dlc_real dlc_sigmoid1(dlc_real z)
+{
+    if (z >= 0) {
+        return 1 / (1 + dlc_exp(-z));
+    }
+    dlc_real e = dlc_exp(z);
+    return e / (1 + e);
+}
+
+static inline dlc_real dlc_activate1(int act, dlc_real alpha, dlc_real z)
+{
+    switch (act) {
+    case DLC_ACT_RELU:
+        return z > 0 ? z : 0;
+    case DLC_ACT_LEAKY_RELU:
+        return z > 0 ? z : alpha * z;
+    case DLC_ACT_SIGMOID:
+        return dlc_sigmoid1(z);
+    case DLC_ACT_TANH:
+        return dlc_tanh(z);
+    default:
+        return z;
+    }
+}
+
+/* y[i] = act(x[i]) for n values; x and y may be the same buffer. */
+static inline void dlc_activation(size_t n, int act, dlc_real alpha,
+                                  const dlc_real *x, dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = dlc_activate1(act, alpha, x[i]);
+    }
+}
+
+/* Dense layer: x is (rows, n_in), W is (n_in, n_out), b is (n_out),
+ * y is (rows, n_out) = act(x W + b). */
+static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
+                             const dlc_real *x, const dlc_real *W, const dlc_real *b,
+                             dlc_real *y, int act, dlc_real alpha)
+{
+    dlc_gemm(0, 0, rows, n_out, n_in, x, n_in, W, n_out, 0, y, n_out);
+    for (size_t i = 0; i < rows; i++) {
+        dlc_real *yi = y + i * n_out;
+        for (size_t j = 0; j < n_out; j++) {
+            yi[j] = dlc_activate1(act, alpha, yi[j] + b[j]);
+        }
+    }
+}
+
+/* Softmax over each row of x (rows, n); subtracts the row max before exp. */
+static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
+{
+    for (size_t i = 0; i < rows; i++) {
+        const dlc_real *xi = x + i * n;
+        dlc_real *yi = y + i * n;
+        dlc_real max = xi[0];
+        for (size_t j = 1; j < n; j++) {
+            max = xi[j] > max ? xi[j] : max;
+        }
+        dlc_real sum = 0;
+        for (size_t j = 0; j < n; j++) {
+            yi[j] = dlc_exp(xi[j] - max);
+            sum += yi[j];
+        }
+        for (size_t j = 0; j < n; j++) {
+            yi[j] /= sum;
+        }
+    }
+}
+
+/* Per-feature affine map y = (x - mean) / sqrt(var + eps) * gamma + beta,
+ * x and y (rows, n); gamma or beta may be NULL (1 and 0). */
+static inline void dlc_standardize(size_t rows, size_t n, const dlc_real *x,
+                                   const dlc_real *gamma, const dlc_real *beta,
+                                   const dlc_real *mean, const dlc_real *var,
+                                   dlc_real eps, dlc_real *y)
+{
+    for (size_t i = 0; i < rows; i++) {
+        for (size_t j = 0; j < n; j++) {
+            dlc_real v = (x[i * n + j] - mean[j]) / dlc_sqrt(var[j] + eps);
+            if (gamma) {
+                v *= gamma[j];
+            }
+            if (beta) {
+                v += beta[j];
+            }
+            y[i * n + j] = v;
+        }
+    }
+}

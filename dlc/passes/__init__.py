@@ -2,13 +2,22 @@
 
 Each pass is a plain function ``Graph -> Graph`` in a file of its own; it
 checks its preconditions and leaves the graph unchanged when they fail.
+Memory planning (``plan_memory``) is the analysis codegen runs last.
 """
 from __future__ import annotations
 
 from ..ir import Graph
 from ..verify import verify
+from .eliminate_dead import eliminate_dead
+from .fold_batchnorm import fold_batchnorm
+from .fold_normalize import fold_normalize
+from .fuse_epilogue import fuse_epilogue
+from .remove_dropout import remove_dropout
 
-INFERENCE_PIPELINE = ()
+# Order matters: dropout between a dense and its batch norm must go before the fold,
+# and folding comes before fusing (a dense with an activation folds nothing).
+INFERENCE_PIPELINE = (remove_dropout, fold_normalize, fold_batchnorm, fuse_epilogue,
+                      eliminate_dead)
 
 
 def run_pipeline(graph: Graph, passes=INFERENCE_PIPELINE) -> Graph:

@@ -7,8 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph
+from ..ops import OPS
 
 ALIGN = 16  # elements; keeps every buffer 64-byte aligned in float32
+# Kernels that may write their result over their first operand (element by element).
+IN_PLACE_TEMPLATES = frozenset({"activation", "batchnorm", "normalize", "softmax"})
 
 
 @dataclass(frozen=True)
@@ -36,19 +39,31 @@ def buffer_elements(type_, rows: int) -> int:
 def plan_memory(graph: Graph, rows: int, exclude=frozenset()) -> MemoryPlan:
     """Place every node result not in ``exclude`` (e.g. results written straight to
     the caller's output) so that values alive at the same time never overlap.
-    A result never shares memory with the inputs of the node that makes it."""
+    A result shares memory with an input of its node only when the node's kernel
+    works in place and that input dies there."""
     last = last_uses(graph)
     live, offsets, size = [], {}, 0     # live: (offset, length, last use)
     for i, node in enumerate(graph.nodes):
         if node.out in exclude:
             continue
-        live = [block for block in live if block[2] >= i]
         length = buffer_elements(node.type, rows)
-        offset = first_fit(sorted(live), length)
+        reused = in_place_block(graph, node, i, live, offsets, last, length)
+        live = [block for block in live if block[2] >= i and block is not reused]
+        offset = reused[0] if reused else first_fit(sorted(live), length)
         offsets[node.out] = offset
         live.append((offset, length, last.get(node.out, i)))
         size = max(size, offset + length)
     return MemoryPlan(offsets, size)
+
+
+def in_place_block(graph, node, i, live, offsets, last, length):
+    """The live block of ``node``'s first operand when the result may overwrite it."""
+    if OPS[node.op].template not in IN_PLACE_TEMPLATES or not node.inputs:
+        return None
+    x = node.inputs[0]
+    if x not in offsets or last.get(x) != i or x in node.inputs[1:]:
+        return None
+    return next((b for b in live if b[0] == offsets[x] and b[1] == length and b[2] == i), None)
 
 
 def first_fit(blocks, length: int) -> int:

@@ -1,0 +1,134 @@
+"""Standalone C export: ``export_c(net, "out/", name="digits")`` writes digits.h and
+digits.c (and, on request, digits.weights), to compile into any C99 program.
+
+The forward code is the very code of the cffi module (templates/forward.c.j2),
+with every symbol prefixed by the model's name, so several models link into one
+program.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .api import _check_model, pack_params
+from .build import BuildError, compiler_command, run_compiler
+from .codegen import TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export, param_layout
+from .inspect import Inspection, inspect_graph
+from .lower import lower
+from .passes import INFERENCE_PIPELINE
+
+# Portable flags for measuring the exported code (no -march=native: it ships elsewhere).
+EXPORT_FLAGS = ("-std=c99", "-O2")
+WEIGHTS = ("embedded", "file")
+C_KEYWORDS = frozenset("""
+    auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic
+    _Imaginary _Noreturn _Static_assert _Thread_local bool true false alignas alignof
+    static_assert thread_local nullptr typeof typeof_unqual constexpr
+""".split())
+
+
+@dataclass(frozen=True)
+class CodeSize:
+    text: int       # machine code bytes
+    rodata: int     # read-only data: the baked weights and other constants
+    data: int
+    bss: int        # zero-initialised: the internal workspace (and file-loaded weights)
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    name: str
+    header: Path
+    source: Path
+    weights: Optional[Path]      # the separate weights file, or None when baked in
+    n_inputs: int
+    n_outputs: int
+    workspace_bytes: int
+    weights_bytes: int
+    inspection: Inspection = field(repr=False)
+
+    def code_size(self, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
+        """Compile the exported source to an object file and measure its sections."""
+        return measure_code_size(self.source, cc, flags)
+
+
+def check_name(name) -> str:
+    """``name`` when it is usable as the prefix of C identifiers, else a clear error."""
+    if not isinstance(name, str):
+        raise TypeError(f"export name must be a string, got {type(name).__name__}")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"export name {name!r} is not a C identifier "
+                         "(letters, digits and '_', not starting with a digit)")
+    if name in C_KEYWORDS:
+        raise ValueError(f"export name {name!r} is a C keyword")
+    if name.startswith("__") or re.match(r"_[A-Z]", name):
+        raise ValueError(f"export name {name!r} is reserved in C (leading '__' or '_' + capital)")
+    if name.lower() == "dlc" or name.lower().startswith("dlc_"):
+        raise ValueError(f"export name {name!r} would clash with the dlc runtime's dlc_ prefix")
+    return name
+
+
+def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
+             passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS) -> ExportedModel:
+    """Write ``name``.h and ``name``.c (C99, no malloc, only standard headers and libm)
+    into ``directory``.  ``weights="file"`` writes the parameters to ``name``.weights,
+    read by the generated ``name``_load_weights(path), instead of baking them in."""
+    _check_model(net)
+    check_name(name)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    if isinstance(tile_rows, bool) or not isinstance(tile_rows, int) or tile_rows < 1:
+        raise ValueError(f"tile_rows must be a positive integer, got {tile_rows!r}")
+    inspection, graph = inspect_graph(lower(net), passes, tile_rows)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path = directory / f"{name}.weights" if weights == "file" else None
+    block = pack_params(graph, param_layout(graph), np.dtype(net.dtype))
+    header, source, context = generate_export(
+        graph, name, block, inspection.summary_lines(),
+        weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows)
+    (directory / f"{name}.h").write_text(header)
+    (directory / f"{name}.c").write_text(source)
+    if weights_path:
+        write_weights(weights_path, block)
+    return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
+                         context["n_inputs"], context["n_outputs"], context["workspace_bytes"],
+                         context["weights_bytes"], inspection)
+
+
+def write_weights(path: Path, block: np.ndarray) -> None:
+    """The weights file: magic, then version, value size and count as little-endian
+    uint32, then the packed values, little-endian."""
+    header = np.array([WEIGHTS_VERSION, block.itemsize, block.size], "<u4")
+    with open(path, "wb") as f:
+        f.write(WEIGHTS_MAGIC.encode("ascii"))
+        f.write(header.tobytes())
+        f.write(block.astype(block.dtype.newbyteorder("<")).tobytes())
+
+
+def measure_code_size(source: Path, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
+    size_tool = shutil.which("size")
+    if size_tool is None:
+        raise BuildError("measuring code size needs the binutils 'size' tool")
+    with tempfile.TemporaryDirectory() as tmp:
+        obj = Path(tmp) / "model.o"
+        run_compiler([*compiler_command(cc), *flags, "-c", str(source), "-o", str(obj)])
+        done = subprocess.run([size_tool, "-A", str(obj)], capture_output=True, text=True,
+                              check=True)
+    sections = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            kind = parts[0].split(".")[1]
+            sections[kind] = sections.get(kind, 0) + int(parts[1])
+    return CodeSize(sections.get("text", 0), sections.get("rodata", 0),
+                    sections.get("data", 0), sections.get("bss", 0))

@@ -1,0 +1,78 @@
+/* Test driver for a model exported under the name "model":
+ *   export_driver in.bin out.bin batch [weights-file]
+ * reads batch rows (raw model_real values), checks the error codes, and writes three
+ * predictions one after the other: with the internal workspace, with a caller's
+ * workspace, and row by row. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "export_driver: %s\n", what);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    size_t batch, n_in, n_out;
+    model_real *x, *y, *ws;
+    FILE *f;
+    int ok;
+    if (argc < 4) {
+        return fail("usage: export_driver in.bin out.bin batch [weights-file]");
+    }
+    batch = (size_t)strtoul(argv[3], NULL, 10);
+    n_in = batch * MODEL_N_INPUTS;
+    n_out = batch * MODEL_N_OUTPUTS;
+    x = malloc(n_in * sizeof *x);
+    y = malloc(3 * n_out * sizeof *y);
+    ws = malloc(MODEL_WORKSPACE_BYTES + 2 * sizeof *ws);
+    if (!x || !y || !ws) {
+        return fail("out of memory");
+    }
+    f = fopen(argv[1], "rb");
+    if (!f || fread(x, sizeof *x, n_in, f) != n_in) {
+        return fail("cannot read the input rows");
+    }
+    fclose(f);
+#ifdef MODEL_ERR_NO_WEIGHTS
+    if (model_predict(x, y, batch, NULL) != MODEL_ERR_NO_WEIGHTS) {
+        return fail("predict before loading the weights did not fail");
+    }
+    if (model_load_weights(argv[1]) != MODEL_ERR_WEIGHTS_FILE
+            || model_load_weights("no/such/file") != MODEL_ERR_WEIGHTS_FILE
+            || model_load_weights(NULL) != MODEL_ERR_NULL) {
+        return fail("a bad weights file was accepted");
+    }
+    if (argc < 5 || model_load_weights(argv[4]) != MODEL_OK) {
+        return fail("cannot load the weights file");
+    }
+#endif
+    if (model_predict(NULL, y, batch, NULL) != MODEL_ERR_NULL
+            || model_predict(x, NULL, batch, ws) != MODEL_ERR_NULL
+            || model_predict(x, y, 0, NULL) != MODEL_ERR_BATCH
+            || model_predict(x, y, batch, (char *)ws + 1) != MODEL_ERR_ALIGN) {
+        return fail("a bad argument was not reported");
+    }
+    ok = model_predict(x, y, batch, NULL) == MODEL_OK
+        && model_predict(x, y + n_out, batch, ws) == MODEL_OK;
+    for (size_t i = 0; ok && i < batch; i++) {
+        ok = model_predict(x + i * MODEL_N_INPUTS, y + 2 * n_out + i * MODEL_N_OUTPUTS, 1,
+                           ws) == MODEL_OK;
+    }
+    if (!ok) {
+        return fail("predict failed");
+    }
+    f = fopen(argv[2], "wb");
+    if (!f || fwrite(y, sizeof *y, 3 * n_out, f) != 3 * n_out) {
+        return fail("cannot write the predictions");
+    }
+    fclose(f);
+    free(x);
+    free(y);
+    free(ws);
+    return 0;
+}

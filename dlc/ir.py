@@ -159,6 +159,7 @@ class GraphBuilder:
         self.nodes = list(nodes)
         self.counter = start
         self._types = None
+        self.updates = []        # (param ref, value ref), e.g. running statistics in training
 
     @classmethod
     def extending(cls, graph: Graph) -> "GraphBuilder":
@@ -196,5 +197,10 @@ class GraphBuilder:
         self.nodes.append(Node(out, op, inputs, attrs, type_, layer))
         return out
 
+    def update(self, param: str, value: str) -> None:
+        """Record that ``param`` takes the value ``value`` after the graph runs."""
+        self.updates.append((param, value))
+
     def build(self, outputs, updates=()) -> Graph:
-        return Graph(self.inputs, self.params, self.nodes, tuple(outputs), tuple(updates))
+        return Graph(self.inputs, self.params, self.nodes, tuple(outputs),
+                     tuple(self.updates) + tuple(updates))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import dsl
 from .ir import BATCH, Graph, GraphBuilder, TensorType, dtype_code
+from .rng import stream_id
 from .verify import verify
 
 MODES = ("inference", "train")
@@ -29,12 +30,41 @@ def lower_dense(b, layer, x, p, mode):
 
 
 def lower_batchnorm(b, layer, x, p, mode):
+    if mode == "train":
+        return batchnorm_train(b, layer, x, p)
     return b.add("batchnorm", x, p["gamma"], p["beta"], p["running_mean"], p["running_var"],
                  layer=layer.name, eps=layer.eps)
 
 
+def batchnorm_train(b, layer, x, p):
+    """Normalise with the batch statistics (biased variance, which also feeds the running
+    variance) and update the running averages: running = momentum running + (1 - momentum) batch."""
+    mean = b.add("batch_mean", x, layer=layer.name)
+    var = b.add("batch_var", x, mean, layer=layer.name)
+    y = b.add("batchnorm_train", x, p["gamma"], p["beta"], mean, var, layer=layer.name,
+              eps=layer.eps)
+    for stat, batch in (("running_mean", mean), ("running_var", var)):
+        b.update(p[stat], b.add("ewma", p[stat], batch, layer=layer.name, beta=layer.momentum))
+    return y
+
+
 def lower_dropout(b, layer, x, p, mode):
+    if mode == "train":
+        return dropout_train(b, layer, x)
     return b.add("dropout", x, layer=layer.name, keep_prob=layer.keep_prob)
+
+
+def dropout_train(b, layer, x):
+    """Inverted dropout with masks keyed by (%seed, %step, layer, element)."""
+    if not any(node.op == "dense" for node in b.nodes):
+        raise ValueError(f"{layer.describe()}: dropout on the network input is not supported; "
+                         f"put it after a Dense layer")
+    if layer.keep_prob == 1.0:
+        return x
+    scalar = TensorType((), b.type(x).dtype)
+    seed, step = b.input("seed", scalar), b.input("step", scalar)
+    return b.add("dropout_train", x, seed, step, layer=layer.name, keep_prob=layer.keep_prob,
+                 stream=stream_id(layer.name))
 
 
 def lower_normalize(b, layer, x, p, mode):

@@ -156,19 +156,365 @@ def normalize(x, mean, var, eps):
     return (x - mean) / np.sqrt(var + x.dtype.type(eps))
 
 
+# ---------------------------------------------------------------- VJP rules
+# A rule receives the builder, the forward node, the ref of the gradient of its
+# result and which inputs need a gradient; it emits IR nodes and returns one
+# gradient ref (or None) per input.
+
+def grad_of_activation(b, act, alpha, dy, x, y, layer):
+    """dL/dz of act(z) from dy, where x has the sign of z (relu) and y = act(z)."""
+    if act == "relu":
+        return b.add("relu_grad", dy, x, layer=layer)
+    if act == "leaky_relu":
+        return b.add("leaky_relu_grad", dy, x, layer=layer, alpha=alpha)
+    if act in ("sigmoid", "tanh"):
+        return b.add(f"{act}_grad", dy, y, layer=layer)
+    return dy
+
+
+def vjp_dense(b, node, dy, needed):
+    x, W, bias = node.inputs
+    act, alpha = node.attrs["activation"], node.attrs["alpha"]
+    if act == "leaky_relu" and alpha <= 0:
+        raise ValueError(f"layer {node.layer!r}: a dense layer with a fused leaky_relu needs "
+                         f"alpha > 0 to be differentiated, got {alpha}")
+    dz = grad_of_activation(b, act, alpha, dy, node.out, node.out, node.layer)
+    return (b.add("matmul_nt", dz, W, layer=node.layer) if needed[0] else None,
+            b.add("matmul_tn", x, dz, layer=node.layer) if needed[1] else None,
+            b.add("sum_rows", dz, layer=node.layer) if needed[2] else None)
+
+
+def vjp_activation(b, node, dy, needed):
+    return (grad_of_activation(b, node.op, node.attrs.get("alpha", 0.0), dy, node.inputs[0],
+                               node.out, node.layer),)
+
+
+def vjp_softmax(b, node, dy, needed):
+    return (b.add("softmax_grad", dy, node.out, layer=node.layer),)
+
+
+def constant_operands(node, needed, first: int = 1) -> None:
+    """Operands from ``first`` on are treated as constants by the node's rule."""
+    if any(needed[first:]):
+        names = OPS[node.op].inputs[first:]
+        raise ValueError(f"layer {node.layer!r} ({node.op}): no gradient with respect to "
+                         f"{names}; they must not be trainable")
+
+
+def vjp_normalize(b, node, dy, needed):
+    constant_operands(node, needed)
+    x, mean, var = node.inputs
+    return b.add("normalize_grad", dy, var, layer=node.layer, eps=node.attrs["eps"]), None, None
+
+
+def vjp_batchnorm_train(b, node, dy, needed):
+    """The full batch-norm backward: mean and var are the batch statistics of x, so
+    dx includes their dependence on x and they receive no gradient of their own."""
+    x, gamma, beta, mean, var = node.inputs
+    eps = node.attrs["eps"]
+    return (b.add("batchnorm_backward", dy, x, gamma, mean, var, layer=node.layer, eps=eps)
+            if needed[0] else None,
+            b.add("batchnorm_dgamma", dy, x, mean, var, layer=node.layer, eps=eps)
+            if needed[1] else None,
+            b.add("sum_rows", dy, layer=node.layer) if needed[2] else None,
+            None, None)
+
+
+def vjp_dropout_train(b, node, dy, needed):
+    x, seed, step = node.inputs
+    return b.add("dropout_train", dy, seed, step, layer=node.layer, **node.attrs), None, None
+
+
+def vjp_add(b, node, dy, needed):
+    return dy, dy
+
+
+def vjp_of_loss(grad_op):
+    """Losses are differentiated with respect to their prediction only."""
+    def rule(b, node, dy, needed):
+        constant_operands(node, needed)
+        return (b.add(grad_op, *node.inputs, dy, layer=node.layer, **node.attrs),
+                *[None] * (len(node.inputs) - 1))
+    return rule
+
+
 # ---------------------------------------------------------------- the registry
 
 define("dense", ("x", "W", "b"), dense_shape, dense,
-       attrs={"activation": "none", "alpha": 0.0})
+       attrs={"activation": "none", "alpha": 0.0}, vjp=vjp_dense)
 for _name in ("relu", "sigmoid", "tanh"):
     define(_name, ("x",), same_as_input,
-           lambda x, _act=_name: ACTIVATIONS[_act](x, 0.0), template="activation")
+           lambda x, _act=_name: ACTIVATIONS[_act](x, 0.0), template="activation",
+           vjp=vjp_activation)
 define("leaky_relu", ("x",), same_as_input,
        lambda x, alpha: ACTIVATIONS["leaky_relu"](x, alpha),
-       template="activation", attrs={"alpha": REQUIRED})
-define("softmax", ("x",), same_as_input, softmax)
+       template="activation", attrs={"alpha": REQUIRED}, vjp=vjp_activation)
+define("softmax", ("x",), same_as_input, softmax, vjp=vjp_softmax)
 define("batchnorm", ("x", "gamma", "beta", "mean", "var"), per_feature, batchnorm,
        attrs={"eps": REQUIRED})
-define("normalize", ("x", "mean", "var"), per_feature, normalize, attrs={"eps": REQUIRED})
+define("normalize", ("x", "mean", "var"), per_feature, normalize, attrs={"eps": REQUIRED},
+       vjp=vjp_normalize)
 define("dropout", ("x",), same_as_input, lambda x, keep_prob: x.copy(),
        attrs={"keep_prob": REQUIRED})
+
+
+# ---------------------------------------------------------------- training ops
+# Backward kernels, losses, penalties and optimizer updates.  Scalars (the cost,
+# the learning rate, the step t, the dropout seed, the batch size m) have shape ().
+
+SCALAR = ()
+
+
+def scalar(type_: TensorType, what: str) -> None:
+    expect(type_, SCALAR, what)
+
+
+def scalar_of(types) -> TensorType:
+    return TensorType(SCALAR, types[0].dtype)
+
+
+def same_shapes(*names):
+    """Every operand has the first one's shape; operands named None are scalars."""
+    def rule(types, **_):
+        for name, t in zip(names[1:], types[1:]):
+            if name is None:
+                continue
+            expect(t, types[0].shape, name)
+        for name, t in zip(names, types):
+            if name is None:
+                scalar(t, "scalar operand")
+        return types[0]
+    return rule
+
+
+def pairwise_batch(types, **_):
+    batch_matrix(types[0], "gradient")
+    expect(types[1], types[0].shape, "saved value")
+    return types[0]
+
+
+def matmul_nt_shape(types, **_):
+    dy, W = types
+    n_out = batch_matrix(dy, "gradient")
+    if len(W.shape) != 2 or W.shape[1] != n_out:
+        raise ShapeError(f"weights should have shape (n_in, {n_out}), got {_fmt(W.shape)}")
+    return TensorType((BATCH, W.shape[0]), dy.dtype)
+
+
+def matmul_tn_shape(types, **_):
+    x, dy = types
+    return TensorType((batch_matrix(x), batch_matrix(dy, "gradient")), x.dtype)
+
+
+def column_vector(types, **_):
+    """(B, n) -> (n,), checking any further operands are (n,) vectors."""
+    n = batch_matrix(types[0])
+    for i, t in enumerate(types[1:], 1):
+        if t.batched:
+            expect(t, types[0].shape, f"operand {i}")
+        else:
+            expect(t, (n,), f"operand {i}")
+    return TensorType((n,), types[0].dtype)
+
+
+def batchnorm_backward_shape(types, **_):
+    dy, x, *stats = types
+    expect(x, dy.shape, "x")
+    return per_feature([dy, *stats])
+
+
+def dropout_shape(types, **_):
+    x, seed, step = types
+    scalar(seed, "seed")
+    scalar(step, "step")
+    return same_as_input([x])
+
+
+def loss_shape(types, **_):
+    pred, target = types[:2]
+    batch_matrix(pred, "prediction")
+    expect(target, pred.shape, "targets")
+    return scalar_of(types)
+
+
+def loss_grad_shape(types, **_):
+    loss_shape(types[:2])
+    scalar(types[2], "cost gradient")
+    return types[0]
+
+
+def penalty_shape(types, **_):
+    scalar(types[1], "batch size")
+    return scalar_of(types)
+
+
+def penalty_grad_shape(types, **_):
+    scalar(types[1], "batch size")
+    scalar(types[2], "cost gradient")
+    return types[0]
+
+
+def as_scalar(array) -> float:
+    return float(np.asarray(array).reshape(()))
+
+
+def real(x, value):
+    """``value`` rounded to the dtype of ``x`` (what the C code's dlc_real sees)."""
+    return x.dtype.type(value)
+
+
+def sum_rows(x):
+    return x.sum(axis=0)
+
+
+def batch_var(x, mean):
+    return ((x - mean) ** 2).mean(axis=0).astype(x.dtype)
+
+
+def batchnorm_backward(dy, x, gamma, mean, var, eps):
+    m = real(x, x.shape[0])
+    inv = 1 / np.sqrt(var + real(x, eps))
+    xhat = (x - mean) * inv
+    dxhat = dy * gamma
+    return inv / m * (m * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+
+
+def batchnorm_dgamma(dy, x, mean, var, eps):
+    return (dy * ((x - mean) / np.sqrt(var + real(x, eps)))).sum(axis=0)
+
+
+def softmax_grad(dy, y):
+    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+
+def log_sum_exp(z):
+    top = z.max(axis=1, keepdims=True)
+    return np.log(np.exp(z - top).sum(axis=1, keepdims=True)) + top
+
+
+def softmax_cross_entropy(z, t):
+    return np.array((t * (log_sum_exp(z) - z)).sum() / real(z, z.shape[0]), z.dtype)
+
+
+def softmax_cross_entropy_grad(z, t, dc):
+    return (softmax(z) - t) * (real(z, as_scalar(dc)) / real(z, z.shape[0]))
+
+
+def sigmoid_cross_entropy(z, t):
+    losses = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    return np.array(losses.sum() / real(z, z.size), z.dtype)
+
+
+def sigmoid_cross_entropy_grad(z, t, dc):
+    return (stable_sigmoid(z) - t) * (real(z, as_scalar(dc)) / real(z, z.size))
+
+
+def mse(a, t):
+    return np.array(((a - t) ** 2).sum() / real(a, a.size), a.dtype)
+
+
+def mse_grad(a, t, dc):
+    return (a - t) * (2 * real(a, as_scalar(dc)) / real(a, a.size))
+
+
+def l2_penalty(W, m, lam):
+    return np.array(real(W, lam) / (2 * real(W, as_scalar(m))) * (W * W).sum(), W.dtype)
+
+
+def l2_penalty_grad(W, m, dc, lam):
+    return W * (real(W, as_scalar(dc)) * real(W, lam) / real(W, as_scalar(m)))
+
+
+def l1_penalty(W, m, lam):
+    return np.array(real(W, lam) / real(W, as_scalar(m)) * np.abs(W).sum(), W.dtype)
+
+
+def l1_penalty_grad(W, m, dc, lam):
+    return np.sign(W) * (real(W, as_scalar(dc)) * real(W, lam) / real(W, as_scalar(m)))
+
+
+def ewma(v, g, beta):
+    return real(v, beta) * v + (1 - real(v, beta)) * g
+
+
+def ewma_sq(v, g, beta):
+    return real(v, beta) * v + (1 - real(v, beta)) * (g * g)
+
+
+def sgd_step(W, g, lr):
+    return W - real(W, as_scalar(lr)) * g
+
+
+def rmsprop_step(W, g, s, lr, eps):
+    return W - real(W, as_scalar(lr)) * g / (np.sqrt(s) + real(W, eps))
+
+
+def bias_correction(beta: float, t) -> float:
+    """1 - beta^t, computed in double precision as the C kernel does."""
+    return 1.0 - beta ** as_scalar(t)
+
+
+def adam_step(W, m, s, lr, t, beta1, beta2, eps):
+    mhat = m / real(W, bias_correction(beta1, t))
+    shat = s / real(W, bias_correction(beta2, t))
+    return W - real(W, as_scalar(lr)) * mhat / (np.sqrt(shat) + real(W, eps))
+
+
+def dropout_train(x, seed, step, keep_prob, stream):
+    from .rng import dropout as draw
+    return draw(x, as_scalar(seed), as_scalar(step), keep_prob, stream)
+
+
+define("matmul_nt", ("dy", "W"), matmul_nt_shape, lambda dy, W: dy @ W.T)
+define("matmul_tn", ("x", "dy"), matmul_tn_shape, lambda x, dy: x.T @ dy)
+define("sum_rows", ("x",), column_vector, sum_rows)
+define("relu_grad", ("dy", "x"), pairwise_batch,
+       lambda dy, x: np.where(x > 0, dy, 0).astype(dy.dtype), template="activation_grad")
+define("leaky_relu_grad", ("dy", "x"), pairwise_batch,
+       lambda dy, x, alpha: np.where(x > 0, dy, dy * real(dy, alpha)),
+       template="activation_grad", attrs={"alpha": REQUIRED})
+define("sigmoid_grad", ("dy", "out"), pairwise_batch, lambda dy, y: dy * (y * (1 - y)),
+       template="activation_grad")
+define("tanh_grad", ("dy", "out"), pairwise_batch, lambda dy, y: dy * (1 - y * y),
+       template="activation_grad")
+define("softmax_grad", ("dy", "out"), pairwise_batch, softmax_grad)
+define("normalize_grad", ("dy", "var"), per_feature,
+       lambda dy, var, eps: dy / np.sqrt(var + real(dy, eps)), attrs={"eps": REQUIRED})
+define("batch_mean", ("x",), column_vector, lambda x: x.mean(axis=0).astype(x.dtype))
+define("batch_var", ("x", "mean"), column_vector, batch_var)
+define("batchnorm_train", ("x", "gamma", "beta", "mean", "var"), per_feature, batchnorm,
+       template="batchnorm", attrs={"eps": REQUIRED}, vjp=vjp_batchnorm_train)
+define("batchnorm_backward", ("dy", "x", "gamma", "mean", "var"), batchnorm_backward_shape,
+       batchnorm_backward, attrs={"eps": REQUIRED})
+define("batchnorm_dgamma", ("dy", "x", "mean", "var"), column_vector, batchnorm_dgamma,
+       attrs={"eps": REQUIRED})
+define("dropout_train", ("x", "seed", "step"), dropout_shape, dropout_train,
+       attrs={"keep_prob": REQUIRED, "stream": REQUIRED}, vjp=vjp_dropout_train)
+define("add", ("a", "b"), same_shapes("a", "b"), lambda a, b: a + b, vjp=vjp_add)
+define("ones_like", ("x",), lambda types: types[0], lambda x: np.ones_like(x))
+define("softmax_cross_entropy_grad", ("p", "t", "dc"), loss_grad_shape,
+       softmax_cross_entropy_grad, template="loss_grad")
+define("softmax_cross_entropy", ("p", "t"), loss_shape, softmax_cross_entropy, template="loss",
+       vjp=vjp_of_loss("softmax_cross_entropy_grad"))
+define("sigmoid_cross_entropy_grad", ("p", "t", "dc"), loss_grad_shape,
+       sigmoid_cross_entropy_grad, template="loss_grad")
+define("sigmoid_cross_entropy", ("p", "t"), loss_shape, sigmoid_cross_entropy, template="loss",
+       vjp=vjp_of_loss("sigmoid_cross_entropy_grad"))
+define("mse_grad", ("p", "t", "dc"), loss_grad_shape, mse_grad, template="loss_grad")
+define("mse", ("p", "t"), loss_shape, mse, template="loss", vjp=vjp_of_loss("mse_grad"))
+define("l2_penalty_grad", ("W", "m", "dc"), penalty_grad_shape, l2_penalty_grad,
+       template="penalty_grad", attrs={"lam": REQUIRED})
+define("l2_penalty", ("W", "m"), penalty_shape, l2_penalty, template="penalty",
+       attrs={"lam": REQUIRED}, vjp=vjp_of_loss("l2_penalty_grad"))
+define("l1_penalty_grad", ("W", "m", "dc"), penalty_grad_shape, l1_penalty_grad,
+       template="penalty_grad", attrs={"lam": REQUIRED})
+define("l1_penalty", ("W", "m"), penalty_shape, l1_penalty, template="penalty",
+       attrs={"lam": REQUIRED}, vjp=vjp_of_loss("l1_penalty_grad"))
+define("ewma", ("v", "g"), same_shapes("v", "g"), ewma, attrs={"beta": REQUIRED})
+define("ewma_sq", ("v", "g"), same_shapes("v", "g"), ewma_sq, template="ewma",
+       attrs={"beta": REQUIRED})
+define("sgd_step", ("W", "g", "lr"), same_shapes("W", "g", None), sgd_step)
+define("rmsprop_step", ("W", "g", "s", "lr"), same_shapes("W", "g", "s", None), rmsprop_step,
+       attrs={"eps": REQUIRED})
+define("adam_step", ("W", "m", "s", "lr", "t"), same_shapes("W", "m", "s", None, None),
+       adam_step, attrs={"beta1": REQUIRED, "beta2": REQUIRED, "eps": REQUIRED})

@@ -30,6 +30,7 @@ CASES = {
                                    vector(rng, dt, 0.1, 3.0)], {"eps": 1e-5}),
     "normalize": (lambda rng, dt: [vector(rng, dt), vector(rng, dt, 0.1, 3.0)], {"eps": 1e-8}),
     "dropout": (lambda rng, dt: [], {"keep_prob": 0.5}),
+    "matmul_nt": (lambda rng, dt: [rng.normal(size=(7, N)).astype(dt)], {}),
 }
 DENSE_ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
 
@@ -39,7 +40,17 @@ def test_every_registered_op_has_a_case():
     assert not missing, f"ops without a C-vs-reference case: {missing}"
 
 
-TRAINING_ONLY = set()
+# Ops of training graphs (two batched operands, scalar or per-parameter results): tested
+# C against reference by tests/test_train_c_vs_reference.py, which checks that its
+# training graphs use every one of them.
+TRAINING_ONLY = {
+    "matmul_tn", "sum_rows", "relu_grad", "leaky_relu_grad", "sigmoid_grad", "tanh_grad",
+    "softmax_grad", "normalize_grad", "batch_mean", "batch_var", "batchnorm_train",
+    "batchnorm_backward", "batchnorm_dgamma", "dropout_train", "add", "ones_like",
+    "softmax_cross_entropy", "softmax_cross_entropy_grad", "sigmoid_cross_entropy",
+    "sigmoid_cross_entropy_grad", "mse", "mse_grad", "l2_penalty", "l2_penalty_grad",
+    "l1_penalty", "l1_penalty_grad", "ewma", "ewma_sq", "sgd_step", "rmsprop_step", "adam_step",
+}
 
 
 def single_op_graph(op, dtype, rng, attrs):

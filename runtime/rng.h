@@ -1,0 +1,24 @@
+/* dlc runtime: the counter-based RNG of dropout masks (mirrors dlc/rng.py bit for bit).
+ * SplitMix64 used as a hash: key = mix(mix(mix(seed) ^ step) ^ stream), and element i
+ * of a draw is mix(key + (i + 1) * golden), so a mask is a pure function of
+ * (seed, step, layer, element). */
+#include <stdint.h>
+
+static inline uint64_t dlc_rng_mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t dlc_rng_key(uint64_t seed, uint64_t step, uint64_t stream)
+{
+    return dlc_rng_mix(dlc_rng_mix(dlc_rng_mix(seed) ^ step) ^ stream);
+}
+
+/* The i-th uniform double in [0, 1) of the stream `key` (53 random bits). */
+static inline double dlc_rng_uniform(uint64_t key, uint64_t i)
+{
+    uint64_t bits = dlc_rng_mix(key + (i + 1) * UINT64_C(0x9E3779B97F4A7C15));
+    return (double)(bits >> 11) * (1.0 / 9007199254740992.0);
+}

@@ -1,0 +1,328 @@
+/* dlc runtime: training kernels.  Backward kernels come in the order of the forward
+ * kernels they differentiate; then losses, penalties and optimizer updates.  A batch
+ * is (rows, n) row-major; parameters and their gradients are flat arrays of n values.
+ * The matrix products of the backward pass call dlc_gemm from the templates. */
+
+#if DLC_DOUBLE
+#define dlc_log1p log1p
+#else
+#define dlc_log1p log1pf
+#endif
+
+/* dx = dy * act'(z) for n values, where v is z (or any value of its sign: relu,
+ * leaky_relu) or y = act(z) (sigmoid, tanh). */
+static inline void dlc_activation_grad(size_t n, int act, dlc_real alpha, const dlc_real *dy,
+                                       const dlc_real *v, dlc_real *dx)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (act) {
+        case DLC_ACT_RELU:
+            dx[i] = v[i] > 0 ? dy[i] : 0;
+            break;
+        case DLC_ACT_LEAKY_RELU:
+            dx[i] = v[i] > 0 ? dy[i] : dy[i] * alpha;
+            break;
+        case DLC_ACT_SIGMOID:
+            dx[i] = dy[i] * (v[i] * (1 - v[i]));
+            break;
+        case DLC_ACT_TANH:
+            dx[i] = dy[i] * (1 - v[i] * v[i]);
+            break;
+        default:
+            dx[i] = dy[i];
+        }
+    }
+}
+
+/* Softmax backward: y is the softmax output (rows, n); dx = y * (dy - sum(dy * y)). */
+static inline void dlc_softmax_grad(size_t rows, size_t n, const dlc_real *dy,
+                                    const dlc_real *y, dlc_real *dx)
+{
+    for (size_t i = 0; i < rows; i++) {
+        const dlc_real *dyi = dy + i * n, *yi = y + i * n;
+        dlc_real dot = 0;
+        for (size_t j = 0; j < n; j++) {
+            dot += dyi[j] * yi[j];
+        }
+        for (size_t j = 0; j < n; j++) {
+            dx[i * n + j] = yi[j] * (dyi[j] - dot);
+        }
+    }
+}
+
+/* dx = dy / sqrt(var + eps), per feature: the backward of a fixed normalisation. */
+static inline void dlc_normalize_grad(size_t rows, size_t n, const dlc_real *dy,
+                                      const dlc_real *var, dlc_real eps, dlc_real *dx)
+{
+    for (size_t i = 0; i < rows; i++) {
+        for (size_t j = 0; j < n; j++) {
+            dx[i * n + j] = dy[i * n + j] / dlc_sqrt(var[j] + eps);
+        }
+    }
+}
+
+/* y (n) = the sum of the rows of x (rows, n): bias gradients. */
+static inline void dlc_sum_rows(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
+{
+    for (size_t j = 0; j < n; j++) {
+        y[j] = 0;
+    }
+    for (size_t i = 0; i < rows; i++) {
+        for (size_t j = 0; j < n; j++) {
+            y[j] += x[i * n + j];
+        }
+    }
+}
+
+/* Batch statistics of x (rows, n): the mean and the biased variance (divided by rows). */
+static inline void dlc_batch_mean(size_t rows, size_t n, const dlc_real *x, dlc_real *mean)
+{
+    dlc_sum_rows(rows, n, x, mean);
+    for (size_t j = 0; j < n; j++) {
+        mean[j] /= (dlc_real)rows;
+    }
+}
+
+static inline void dlc_batch_var(size_t rows, size_t n, const dlc_real *x,
+                                 const dlc_real *mean, dlc_real *var)
+{
+    for (size_t j = 0; j < n; j++) {
+        var[j] = 0;
+    }
+    for (size_t i = 0; i < rows; i++) {
+        for (size_t j = 0; j < n; j++) {
+            dlc_real d = x[i * n + j] - mean[j];
+            var[j] += d * d;
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        var[j] /= (dlc_real)rows;
+    }
+}
+
+/* Batch-norm backward through the batch statistics, x and dy (rows, n):
+ * dx = inv / rows * (rows * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),
+ * with xhat = (x - mean) inv, inv = 1 / sqrt(var + eps), dxhat = dy gamma. */
+static inline void dlc_batchnorm_backward(size_t rows, size_t n, const dlc_real *dy,
+                                          const dlc_real *x, const dlc_real *gamma,
+                                          const dlc_real *mean, const dlc_real *var,
+                                          dlc_real eps, dlc_real *dx)
+{
+    const dlc_real m = (dlc_real)rows;
+    for (size_t j = 0; j < n; j++) {
+        const dlc_real inv = 1 / dlc_sqrt(var[j] + eps);
+        dlc_real sum = 0, dot = 0;
+        for (size_t i = 0; i < rows; i++) {
+            const dlc_real dxhat = dy[i * n + j] * gamma[j];
+            sum += dxhat;
+            dot += dxhat * ((x[i * n + j] - mean[j]) * inv);
+        }
+        for (size_t i = 0; i < rows; i++) {
+            const dlc_real xhat = (x[i * n + j] - mean[j]) * inv;
+            dx[i * n + j] = inv / m * (m * (dy[i * n + j] * gamma[j]) - sum - xhat * dot);
+        }
+    }
+}
+
+/* dgamma (n) = sum over rows of dy * xhat. */
+static inline void dlc_batchnorm_dgamma(size_t rows, size_t n, const dlc_real *dy,
+                                        const dlc_real *x, const dlc_real *mean,
+                                        const dlc_real *var, dlc_real eps, dlc_real *dgamma)
+{
+    for (size_t j = 0; j < n; j++) {
+        dgamma[j] = 0;
+    }
+    for (size_t i = 0; i < rows; i++) {
+        for (size_t j = 0; j < n; j++) {
+            dgamma[j] += dy[i * n + j] * ((x[i * n + j] - mean[j]) / dlc_sqrt(var[j] + eps));
+        }
+    }
+}
+
+/* Inverted dropout of n values: element i is kept (and scaled) when the i-th uniform
+ * of the stream `key` is below keep_prob.  The backward is the same call on dy. */
+static inline void dlc_dropout_train(size_t n, double keep_prob, dlc_real scale, uint64_t key,
+                                     const dlc_real *x, dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = dlc_rng_uniform(key, i) < keep_prob ? x[i] * scale : 0;
+    }
+}
+
+static inline void dlc_add(size_t n, const dlc_real *a, const dlc_real *b, dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = a[i] + b[i];
+    }
+}
+
+static inline void dlc_ones_like(size_t n, dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = 1;
+    }
+}
+
+/* ---- losses: p (prediction or logits) and t (targets) are (rows, n); cost is a scalar */
+
+/* Mean over rows of -sum(t * log softmax(z)), with a stable log-sum-exp. */
+static inline void dlc_softmax_cross_entropy(size_t rows, size_t n, const dlc_real *z,
+                                             const dlc_real *t, dlc_real *cost)
+{
+    dlc_real total = 0;
+    for (size_t i = 0; i < rows; i++) {
+        const dlc_real *zi = z + i * n, *ti = t + i * n;
+        dlc_real top = zi[0], sum = 0;
+        for (size_t j = 1; j < n; j++) {
+            top = zi[j] > top ? zi[j] : top;
+        }
+        for (size_t j = 0; j < n; j++) {
+            sum += dlc_exp(zi[j] - top);
+        }
+        const dlc_real lse = dlc_log(sum) + top;
+        for (size_t j = 0; j < n; j++) {
+            total += ti[j] * (lse - zi[j]);
+        }
+    }
+    *cost = total / (dlc_real)rows;
+}
+
+/* dz = (softmax(z) - t) * dc / rows: the fused softmax + cross-entropy backward. */
+static inline void dlc_softmax_cross_entropy_grad(size_t rows, size_t n, const dlc_real *z,
+                                                  const dlc_real *t, dlc_real dc, dlc_real *dz)
+{
+    const dlc_real scale = dc / (dlc_real)rows;
+    dlc_softmax(rows, n, z, dz);
+    for (size_t i = 0; i < rows * n; i++) {
+        dz[i] = (dz[i] - t[i]) * scale;
+    }
+}
+
+/* Mean over all rows * n elements of max(z, 0) - z t + log(1 + exp(-|z|)). */
+static inline void dlc_sigmoid_cross_entropy(size_t rows, size_t n, const dlc_real *z,
+                                             const dlc_real *t, dlc_real *cost)
+{
+    dlc_real total = 0;
+    for (size_t i = 0; i < rows * n; i++) {
+        total += (z[i] > 0 ? z[i] : 0) - z[i] * t[i] + dlc_log1p(dlc_exp(-dlc_fabs(z[i])));
+    }
+    *cost = total / (dlc_real)(rows * n);
+}
+
+/* dz = (sigmoid(z) - t) * dc / (rows n): the fused sigmoid + binary cross-entropy backward. */
+static inline void dlc_sigmoid_cross_entropy_grad(size_t rows, size_t n, const dlc_real *z,
+                                                  const dlc_real *t, dlc_real dc, dlc_real *dz)
+{
+    const dlc_real scale = dc / (dlc_real)(rows * n);
+    for (size_t i = 0; i < rows * n; i++) {
+        dz[i] = (dlc_sigmoid1(z[i]) - t[i]) * scale;
+    }
+}
+
+/* Mean over all rows * n elements of (a - t)^2. */
+static inline void dlc_mse(size_t rows, size_t n, const dlc_real *a, const dlc_real *t,
+                           dlc_real *cost)
+{
+    dlc_real total = 0;
+    for (size_t i = 0; i < rows * n; i++) {
+        total += (a[i] - t[i]) * (a[i] - t[i]);
+    }
+    *cost = total / (dlc_real)(rows * n);
+}
+
+static inline void dlc_mse_grad(size_t rows, size_t n, const dlc_real *a, const dlc_real *t,
+                                dlc_real dc, dlc_real *da)
+{
+    const dlc_real scale = 2 * dc / (dlc_real)(rows * n);
+    for (size_t i = 0; i < rows * n; i++) {
+        da[i] = (a[i] - t[i]) * scale;
+    }
+}
+
+/* ---- penalties on a parameter W of n values; m is the batch size */
+
+static inline void dlc_l2_penalty(size_t n, const dlc_real *W, dlc_real m, dlc_real lam,
+                                  dlc_real *cost)
+{
+    dlc_real total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += W[i] * W[i];
+    }
+    *cost = lam / (2 * m) * total;
+}
+
+static inline void dlc_l2_penalty_grad(size_t n, const dlc_real *W, dlc_real m, dlc_real dc,
+                                       dlc_real lam, dlc_real *dW)
+{
+    const dlc_real scale = dc * lam / m;
+    for (size_t i = 0; i < n; i++) {
+        dW[i] = W[i] * scale;
+    }
+}
+
+static inline void dlc_l1_penalty(size_t n, const dlc_real *W, dlc_real m, dlc_real lam,
+                                  dlc_real *cost)
+{
+    dlc_real total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += dlc_fabs(W[i]);
+    }
+    *cost = lam / m * total;
+}
+
+static inline void dlc_l1_penalty_grad(size_t n, const dlc_real *W, dlc_real m, dlc_real dc,
+                                       dlc_real lam, dlc_real *dW)
+{
+    const dlc_real scale = dc * lam / m;
+    for (size_t i = 0; i < n; i++) {
+        dW[i] = (W[i] > 0 ? 1 : W[i] < 0 ? -1 : 0) * scale;
+    }
+}
+
+/* ---- optimizer updates on n values; y may be the same buffer as v, s or W */
+
+/* y = beta v + (1 - beta) g: momentum, Adam's first moment, running statistics. */
+static inline void dlc_ewma(size_t n, dlc_real beta, const dlc_real *v, const dlc_real *g,
+                            dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = beta * v[i] + (1 - beta) * g[i];
+    }
+}
+
+/* y = beta s + (1 - beta) g^2: RMSProp's and Adam's second moment. */
+static inline void dlc_ewma_sq(size_t n, dlc_real beta, const dlc_real *s, const dlc_real *g,
+                               dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = beta * s[i] + (1 - beta) * (g[i] * g[i]);
+    }
+}
+
+static inline void dlc_sgd_step(size_t n, dlc_real lr, const dlc_real *W, const dlc_real *g,
+                                dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = W[i] - lr * g[i];
+    }
+}
+
+static inline void dlc_rmsprop_step(size_t n, dlc_real lr, dlc_real eps, const dlc_real *W,
+                                    const dlc_real *g, const dlc_real *s, dlc_real *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = W[i] - lr * g[i] / (dlc_sqrt(s[i]) + eps);
+    }
+}
+
+/* Adam with bias correction 1 - beta^t computed in double precision; eps outside the root. */
+static inline void dlc_adam_step(size_t n, dlc_real lr, dlc_real t, double beta1, double beta2,
+                                 dlc_real eps, const dlc_real *W, const dlc_real *m,
+                                 const dlc_real *s, dlc_real *y)
+{
+    const dlc_real c1 = (dlc_real)(1.0 - pow(beta1, (double)t));
+    const dlc_real c2 = (dlc_real)(1.0 - pow(beta2, (double)t));
+    for (size_t i = 0; i < n; i++) {
+        y[i] = W[i] - lr * (m[i] / c1) / (dlc_sqrt(s[i] / c2) + eps);
+    }
+}

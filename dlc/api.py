@@ -8,7 +8,7 @@ import numpy as np
 from . import interpreter
 from .build import DEFAULT_FLAGS, build
 from .checks import as_batch
-from .codegen import TILE_ROWS, generate_module
+from .codegen import LIBRARY_TILE_ROWS, generate_module
 from .dsl import Model
 from .ir import Graph
 from .lower import lower
@@ -41,8 +41,9 @@ def reference(net: Model) -> Reference:
 class CompiledModel:
     """An inference library built from the model; weights are copied in at compile time."""
 
-    def __init__(self, graph: Graph, ffi, lib, context: dict, source: str):
+    def __init__(self, graph: Graph, ffi, lib, context: dict, source: str, threads: int = 1):
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
+        self.threads = threads
         self.n_inputs, self.n_outputs = context["n_inputs"], context["n_outputs"]
         self.dtype = next(iter(graph.inputs.values())).np_dtype
         self.params = pack_params(graph, context["layout"], self.dtype)
@@ -54,27 +55,56 @@ class CompiledModel:
     def _workspace(self):
         ws = getattr(self._local, "ws", None)
         if ws is None:
-            buffer = np.empty(max(self.workspace_bytes, 1), np.uint8)
+            buffer = aligned_zeros(max(self.workspace_bytes, 1), np.uint8)
             ws = self._local.ws = (buffer, self.ffi.from_buffer(buffer))
         return ws[1]
 
     def predict(self, X) -> np.ndarray:
-        X = as_batch(X, self.n_inputs, self.dtype)
+        if not (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2
+                and X.shape[1] == self.n_inputs and X.shape[0] and X.flags.c_contiguous):
+            X = as_batch(X, self.n_inputs, self.dtype)   # converts, or raises a clear error
         y = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        self.lib.dlc_set_threads(self._threads)   # the library may be shared by several models
         status = self.lib.dlc_predict(self._params_ptr, self.ffi.from_buffer(self._ctype, X),
                                       self.ffi.from_buffer(self._ctype, y, require_writable=True),
                                       X.shape[0], self._workspace())
+        if status == self.lib.DLC_ERR_NONFINITE:   # C checked the values; name the bad row
+            as_batch(X, self.n_inputs, self.dtype)
         if status != 0:
             raise RuntimeError(f"dlc_predict failed with code {status}")
         return y
+
+    @property
+    def threads(self) -> int:
+        """Threads the matrix multiplies may use; results are identical for any count."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        self._threads = check_threads(n)
 
     @property
     def ir(self) -> str:
         return str(self.graph)
 
 
+def check_threads(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
+    """n zeros starting on an ``align``-byte boundary (a cache line: the kernels' vector
+    loads never straddle two lines when the data is packed at aligned offsets)."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + n * dtype.itemsize].view(dtype)
+
+
 def pack_params(graph: Graph, layout, dtype) -> np.ndarray:
-    block = np.zeros(layout.size, dtype)
+    block = aligned_zeros(layout.size, dtype)
     for ref, param in graph.params.items():
         start = layout.offsets[ref]
         block[start:start + param.value.size] = param.value.reshape(-1)
@@ -82,22 +112,27 @@ def pack_params(graph: Graph, layout, dtype) -> np.ndarray:
 
 
 def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS,
-            passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS, **train_options):
+            passes=INFERENCE_PIPELINE, tile_rows: int = LIBRARY_TILE_ROWS, threads: int = 1,
+            **train_options):
     """Compile ``net`` to C and load it.  ``mode="train"`` returns a trainer."""
     _check_model(net)
     if mode == "train":
         from .train import compile_trainer
+        if threads != 1:
+            train_options["threads"] = threads
         return compile_trainer(net, cc=cc, flags=flags, **train_options)
     if mode != "inference":
         raise ValueError(f"unknown mode {mode!r}; use 'inference' or 'train'")
     if train_options:
         raise TypeError(f"unexpected options for inference: {sorted(train_options)}")
-    return compile_graph(run_pipeline(lower(net), passes), cc=cc, flags=flags, tile_rows=tile_rows)
+    return compile_graph(run_pipeline(lower(net), passes), cc=cc, flags=flags,
+                         tile_rows=tile_rows, threads=threads)
 
 
 def compile_graph(graph: Graph, *, cc=None, flags=DEFAULT_FLAGS,
-                  tile_rows: int = TILE_ROWS) -> CompiledModel:
+                  tile_rows: int = LIBRARY_TILE_ROWS, threads: int = 1) -> CompiledModel:
     """Build an inference graph (one batched input, one output) as it stands."""
+    threads = check_threads(threads)
     header, source, context = generate_module(graph, tile_rows)
     ffi, lib = build(header, source, cc=cc, flags=flags)
-    return CompiledModel(graph, ffi, lib, context, source)
+    return CompiledModel(graph, ffi, lib, context, source, threads)

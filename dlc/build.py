@@ -21,7 +21,11 @@ from pathlib import Path
 
 import cffi
 
-DEFAULT_FLAGS = ("-O3", "-march=native")
+OPENMP_FLAG = "-fopenmp"
+NATIVE_FLAGS = ("-O3", "-march=native", OPENMP_FLAG)   # fastest on this machine
+PORTABLE_FLAGS = ("-O2",)                               # runs on any CPU of the architecture
+FLAG_PRESETS = {"native": NATIVE_FLAGS, "portable": PORTABLE_FLAGS}
+DEFAULT_FLAGS = NATIVE_FLAGS
 _loaded: dict = {}
 
 
@@ -61,6 +65,16 @@ def cpu_identity() -> str:
     return next((l for l in text.splitlines() if l.startswith("flags")), "")
 
 
+def resolve_flags(flags) -> tuple:
+    """A preset name ("native", "portable") or a sequence of flags, as a tuple."""
+    if isinstance(flags, str):
+        if flags not in FLAG_PRESETS:
+            raise ValueError(f"unknown flag preset {flags!r}; use one of {sorted(FLAG_PRESETS)} "
+                             "or a list of compiler flags")
+        flags = FLAG_PRESETS[flags]
+    return tuple(flags)
+
+
 def cache_key(*parts: str) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -72,7 +86,7 @@ def cache_key(*parts: str) -> str:
 def build(header: str, source: str, cc=None, flags=DEFAULT_FLAGS, directory=None):
     """Compile (or fetch from the cache) a cffi module; returns (ffi, lib)."""
     cc = tuple(compiler_command(cc))
-    flags = tuple(flags)
+    flags = resolve_flags(flags)
     native = cpu_identity() if any("native" in f for f in flags) else ""
     key = cache_key(header, source, compiler_identity(cc), " ".join(flags), native,
                     cffi.__version__, sysconfig.get_config_var("EXT_SUFFIX") or "")
@@ -101,7 +115,13 @@ def _compile(name, header, source, cc, flags, directory, target) -> None:
         out = work / target.name
         include = sysconfig.get_paths()["include"]
         command = [*cc, *flags, "-shared", "-fPIC", f"-I{include}", str(c_file), "-o", str(out), "-lm"]
-        run_compiler(command)
+        try:
+            run_compiler(command)
+        except BuildError:
+            if OPENMP_FLAG not in flags:
+                raise
+            # A compiler without OpenMP: the same code runs on one thread.
+            run_compiler([f for f in command if f != OPENMP_FLAG])
         os.replace(out, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

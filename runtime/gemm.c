@@ -3,11 +3,62 @@
  *
  * C (M, N) = op(A) op(B) + beta C, where op(A) is (M, K) and op(B) is (K, N);
  * op(A) = A^T when trans_a, reading A as (K, M); likewise for B.  Row-major,
- * with leading dimensions lda, ldb, ldc.  beta is 0 (overwrite) or 1 (accumulate).
- * This is the plain reference loop; it stays as the algorithmic reference. */
-static inline void dlc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K,
-                            const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
-                            dlc_real beta, dlc_real *C, size_t ldc)
+ * with leading dimensions lda, ldb, ldc.  beta is 0 (overwrite, C is never read)
+ * or 1 (accumulate).
+ *
+ * Under GCC or clang the product runs through packed, register-blocked
+ * micro-kernels written with vector extensions: op(A) and op(B) are copied
+ * block by block into contiguous panels (which is where the transposes
+ * happen), and a micro-kernel keeps a DLC_MR x DLC_NR tile of C in twelve
+ * named vector variables (an array would be spilled to the stack).  A product
+ * of fewer than DLC_SMALL_M rows (batch-1 inference) streams through B without
+ * packing.  OpenMP threads split C by columns only, never along K, and at the
+ * blocks each path steps by, so every element is computed by the same code in
+ * the same order whatever the thread count.  Elsewhere dlc_gemm_reference, the
+ * plain loop, runs; it stays as the algorithmic reference. */
+
+/* Threads used by the matrix multiply (OpenMP builds only). */
+static int dlc_gemm_threads = 1;
+
+static inline int dlc_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    dlc_gemm_threads = n > 0 ? n : 1;
+#else
+    (void)n;
+    dlc_gemm_threads = 1;
+#endif
+    return dlc_gemm_threads;
+}
+
+/* What to do with a finished tile: add a bias per column, then a piecewise
+ * linear activation (DLC_ACT_NONE, _RELU or _LEAKY_RELU). */
+typedef struct {
+    const dlc_real *bias;   /* N values, or NULL */
+    int act;
+    dlc_real alpha;
+} dlc_epilogue;
+
+static inline dlc_real dlc_epilogue1(const dlc_epilogue *ep, size_t j, dlc_real z)
+{
+    if (ep->bias) {
+        z += ep->bias[j];
+    }
+    if (ep->act == DLC_ACT_RELU) {
+        return z > 0 ? z : 0;
+    }
+    if (ep->act == DLC_ACT_LEAKY_RELU) {
+        return z > 0 ? z : ep->alpha * z;
+    }
+    return z;
+}
+
+/* The reference: C = op(A) op(B) + beta C, then the epilogue, one element at a time. */
+static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                                      const dlc_real *A, size_t lda,
+                                      const dlc_real *B, size_t ldb,
+                                      dlc_real beta, dlc_real *C, size_t ldc,
+                                      const dlc_epilogue *ep)
 {
     for (size_t i = 0; i < M; i++) {
         dlc_real *Ci = C + i * ldc;
@@ -29,5 +80,376 @@ static inline void dlc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t
                 }
             }
         }
+        for (size_t j = 0; j < N; j++) {
+            Ci[j] = dlc_epilogue1(ep, j, Ci[j]);
+        }
     }
+}
+
+#if defined(__GNUC__) && !defined(DLC_SCALAR_GEMM)
+
+/* One vector register (32 bytes with AVX, else 16) and the mask type of its comparisons. */
+#ifdef __AVX__
+#define DLC_VEC_BYTES 32
+#else
+#define DLC_VEC_BYTES 16
+#endif
+typedef dlc_real dlc_vec __attribute__((vector_size(DLC_VEC_BYTES)));
+#if DLC_DOUBLE
+typedef long long dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
+#else
+typedef int dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
+#endif
+#define DLC_VL (DLC_VEC_BYTES / sizeof(dlc_real))
+#define DLC_MR 6                                /* rows of the register tile */
+#define DLC_NR (2 * DLC_VL)                     /* columns: two vectors */
+#define DLC_KC (1024 / sizeof(dlc_real))        /* depth of a packed block: 1 KiB per row */
+#define DLC_MC 72                               /* rows of a packed A block (L2) */
+#define DLC_NC 128                              /* columns of a packed B block (L2) */
+#define DLC_SMALL_M 4                           /* fewer rows: no packing */
+#define DLC_PARALLEL_MACS 32768                 /* less work: one thread */
+
+static inline dlc_vec dlc_load(const dlc_real *p)
+{
+    dlc_vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void dlc_store(dlc_real *p, dlc_vec v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* Bias and piecewise linear activation on one vector of columns j.. j+DLC_VL-1;
+ * bit for bit what dlc_epilogue1 computes. */
+static inline dlc_vec dlc_epilogue_vec(const dlc_epilogue *ep, dlc_vec bias, dlc_vec z)
+{
+    const dlc_vec zero = {0};
+    if (ep->bias) {
+        z += bias;
+    }
+    if (ep->act == DLC_ACT_RELU) {
+        return (dlc_vec)((dlc_mask)z & (z > zero));
+    }
+    if (ep->act == DLC_ACT_LEAKY_RELU) {
+        dlc_mask positive = z > zero;
+        return (dlc_vec)(((dlc_mask)z & positive) | ((dlc_mask)(ep->alpha * z) & ~positive));
+    }
+    return z;
+}
+
+/* Copies rows i0.. i0+mc of op(A), depth k0.. k0+kc, into DLC_MR-row panels, each
+ * stored k-major (DLC_MR values per k), zero-padded past row mc.  Full panels take
+ * loops of constant trip count that gcc unrolls; the last panel the general loop. */
+static inline void dlc_pack_a(int trans_a, const dlc_real *A, size_t lda, size_t i0, size_t mc,
+                              size_t k0, size_t kc, dlc_real *Ap)
+{
+    for (size_t ir = 0; ir < mc; ir += DLC_MR) {
+        const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
+        dlc_real *panel = Ap + ir * kc;
+        if (mr == DLC_MR && trans_a) {
+            for (size_t k = 0; k < kc; k++) {
+                const dlc_real *src = A + (k0 + k) * lda + i0 + ir;
+                for (size_t r = 0; r < DLC_MR; r++) {
+                    panel[k * DLC_MR + r] = src[r];
+                }
+            }
+        } else if (mr == DLC_MR) {
+            const dlc_real *src = A + (i0 + ir) * lda + k0;
+            for (size_t k = 0; k < kc; k++) {
+                for (size_t r = 0; r < DLC_MR; r++) {
+                    panel[k * DLC_MR + r] = src[r * lda + k];
+                }
+            }
+        } else {
+            for (size_t k = 0; k < kc; k++) {
+                for (size_t r = 0; r < DLC_MR; r++) {
+                    const size_t i = i0 + ir + r, kk = k0 + k;
+                    panel[k * DLC_MR + r] = r >= mr ? 0 : trans_a ? A[kk * lda + i] : A[i * lda + kk];
+                }
+            }
+        }
+    }
+}
+
+/* One DLC_NR-column panel of op(B): columns j0.. j0+nr, depth k0.. k0+kc, stored
+ * k-major (DLC_NR values per k) and zero-padded past column nr. */
+static inline void dlc_pack_b(int trans_b, const dlc_real *B, size_t ldb, size_t j0, size_t nr,
+                              size_t k0, size_t kc, dlc_real *panel)
+{
+    if (nr == DLC_NR && !trans_b) {
+        const dlc_real *src = B + k0 * ldb + j0;
+        for (size_t k = 0; k < kc; k++) {
+            dlc_store(panel + k * DLC_NR, dlc_load(src + k * ldb));
+            dlc_store(panel + k * DLC_NR + DLC_VL, dlc_load(src + k * ldb + DLC_VL));
+        }
+        return;
+    }
+    if (nr == DLC_NR) {
+        const dlc_real *src = B + j0 * ldb + k0;
+        for (size_t k = 0; k < kc; k++) {
+            for (size_t c = 0; c < DLC_NR; c++) {
+                panel[k * DLC_NR + c] = src[c * ldb + k];
+            }
+        }
+        return;
+    }
+    for (size_t k = 0; k < kc; k++) {
+        for (size_t c = 0; c < DLC_NR; c++) {
+            const size_t j = j0 + c, kk = k0 + k;
+            panel[k * DLC_NR + c] = c >= nr ? 0 : trans_b ? B[j * ldb + kk] : B[kk * ldb + j];
+        }
+    }
+}
+
+/* Finishes one full row of a tile: C[0..DLC_NR) = v0|v1 (+ C), then the epilogue. */
+static inline void dlc_finish_row(dlc_real *Ci, dlc_vec v0, dlc_vec v1, int accumulate,
+                                  const dlc_epilogue *ep, dlc_vec bias0, dlc_vec bias1)
+{
+    if (accumulate) {
+        v0 += dlc_load(Ci);
+        v1 += dlc_load(Ci + DLC_VL);
+    }
+    if (ep) {
+        v0 = dlc_epilogue_vec(ep, bias0, v0);
+        v1 = dlc_epilogue_vec(ep, bias1, v1);
+    }
+    dlc_store(Ci, v0);
+    dlc_store(Ci + DLC_VL, v1);
+}
+
+/* C tile (mr, nr) at C = Ap Bp (+ C when accumulate); the epilogue when ep.
+ * Ap holds DLC_MR x kc values packed k-major; Bp kc rows of DLC_NR values, ldbp
+ * apart (a packed panel, or B itself).  The tile lives in twelve named vectors,
+ * which gcc keeps in registers. */
+static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, const dlc_real *Bp,
+                                    size_t ldbp, dlc_real *C, size_t ldc, size_t mr, size_t nr,
+                                    int accumulate, const dlc_epilogue *ep, size_t j0)
+{
+    dlc_vec c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
+    dlc_vec c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    for (size_t k = 0; k < kc; k++) {
+        const dlc_vec b0 = dlc_load(Bp), b1 = dlc_load(Bp + DLC_VL);
+        dlc_real a;
+        a = Ap[0]; c00 += a * b0; c01 += a * b1;
+        a = Ap[1]; c10 += a * b0; c11 += a * b1;
+        a = Ap[2]; c20 += a * b0; c21 += a * b1;
+        a = Ap[3]; c30 += a * b0; c31 += a * b1;
+        a = Ap[4]; c40 += a * b0; c41 += a * b1;
+        a = Ap[5]; c50 += a * b0; c51 += a * b1;
+        Ap += DLC_MR;
+        Bp += ldbp;
+    }
+    if (mr == DLC_MR && nr == DLC_NR) {
+        const int bias = ep && ep->bias;
+        const dlc_vec bias0 = bias ? dlc_load(ep->bias + j0) : c00;
+        const dlc_vec bias1 = bias ? dlc_load(ep->bias + j0 + DLC_VL) : c00;
+        dlc_finish_row(C + 0 * ldc, c00, c01, accumulate, ep, bias0, bias1);
+        dlc_finish_row(C + 1 * ldc, c10, c11, accumulate, ep, bias0, bias1);
+        dlc_finish_row(C + 2 * ldc, c20, c21, accumulate, ep, bias0, bias1);
+        dlc_finish_row(C + 3 * ldc, c30, c31, accumulate, ep, bias0, bias1);
+        dlc_finish_row(C + 4 * ldc, c40, c41, accumulate, ep, bias0, bias1);
+        dlc_finish_row(C + 5 * ldc, c50, c51, accumulate, ep, bias0, bias1);
+        return;
+    }
+    dlc_real tile[DLC_MR * DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
+    dlc_store(tile + 0 * DLC_NR, c00); dlc_store(tile + 0 * DLC_NR + DLC_VL, c01);
+    dlc_store(tile + 1 * DLC_NR, c10); dlc_store(tile + 1 * DLC_NR + DLC_VL, c11);
+    dlc_store(tile + 2 * DLC_NR, c20); dlc_store(tile + 2 * DLC_NR + DLC_VL, c21);
+    dlc_store(tile + 3 * DLC_NR, c30); dlc_store(tile + 3 * DLC_NR + DLC_VL, c31);
+    dlc_store(tile + 4 * DLC_NR, c40); dlc_store(tile + 4 * DLC_NR + DLC_VL, c41);
+    dlc_store(tile + 5 * DLC_NR, c50); dlc_store(tile + 5 * DLC_NR + DLC_VL, c51);
+    for (size_t i = 0; i < mr; i++) {
+        for (size_t j = 0; j < nr; j++) {
+            dlc_real v = tile[i * DLC_NR + j] + (accumulate ? C[i * ldc + j] : 0);
+            C[i * ldc + j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
+        }
+    }
+}
+
+/* One task: columns j0.. j0+nc of C, all rows, all of K.  For each block of
+ * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L2) and reused by
+ * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
+ * DLC_NR-column panel of Bp (L1). */
+static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K,
+                                    const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                                    int accumulate, dlc_real *C, size_t ldc,
+                                    const dlc_epilogue *ep, size_t j0, size_t nc)
+{
+    dlc_real Ap[DLC_MC * DLC_KC] __attribute__((aligned(64)));
+    dlc_real Bp[DLC_KC * DLC_NC] __attribute__((aligned(64)));
+    for (size_t jc = j0; jc < j0 + nc; jc += DLC_NC) {
+        const size_t ncc = j0 + nc - jc < DLC_NC ? j0 + nc - jc : DLC_NC;
+        for (size_t k0 = 0; k0 < K; k0 += DLC_KC) {
+            const size_t kc = K - k0 < DLC_KC ? K - k0 : DLC_KC;
+            const int add = accumulate || k0 > 0;
+            const dlc_epilogue *finish = k0 + kc == K ? ep : NULL;
+            for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
+                const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
+                dlc_pack_b(trans_b, B, ldb, jc + jr, nr, k0, kc, Bp + jr * kc);
+            }
+            for (size_t i0 = 0; i0 < M; i0 += DLC_MC) {
+                const size_t mc = M - i0 < DLC_MC ? M - i0 : DLC_MC;
+                dlc_pack_a(trans_a, A, lda, i0, mc, k0, kc, Ap);
+                for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
+                    const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
+                    for (size_t ir = 0; ir < mc; ir += DLC_MR) {
+                        const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
+                        dlc_micro_kernel(kc, Ap + ir * kc, Bp + jr * kc, DLC_NR,
+                                         C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
+                                         finish, jc + jr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Finishes DLC_VL sums s of row Ci at column j: + C, then the epilogue. */
+static inline void dlc_store_row(dlc_real *Ci, size_t j, dlc_vec s, int accumulate,
+                                 const dlc_epilogue *ep)
+{
+    const dlc_vec zero = {0};
+    if (accumulate) {
+        s += dlc_load(Ci + j);
+    }
+    dlc_store(Ci + j, dlc_epilogue_vec(ep, ep->bias ? dlc_load(ep->bias + j) : zero, s));
+}
+
+/* Few rows and B not transposed (batch-1 inference): no packing; each row
+ * streams once through columns j0.. j0+nc of B, eight vectors of sums in registers. */
+static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
+                                 const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                                 int accumulate, dlc_real *C, size_t ldc,
+                                 const dlc_epilogue *ep, size_t j0, size_t nc)
+{
+    const size_t end = j0 + nc;
+    for (size_t i = 0; i < M; i++) {
+        dlc_real *Ci = C + i * ldc;
+        size_t j = j0;
+        for (; j + 8 * DLC_VL <= end; j += 8 * DLC_VL) {
+            dlc_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0};
+            for (size_t k = 0; k < K; k++) {
+                const dlc_real a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                const dlc_real *Bk = B + k * ldb + j;
+                s0 += a * dlc_load(Bk + 0 * DLC_VL);
+                s1 += a * dlc_load(Bk + 1 * DLC_VL);
+                s2 += a * dlc_load(Bk + 2 * DLC_VL);
+                s3 += a * dlc_load(Bk + 3 * DLC_VL);
+                s4 += a * dlc_load(Bk + 4 * DLC_VL);
+                s5 += a * dlc_load(Bk + 5 * DLC_VL);
+                s6 += a * dlc_load(Bk + 6 * DLC_VL);
+                s7 += a * dlc_load(Bk + 7 * DLC_VL);
+            }
+            dlc_store_row(Ci, j + 0 * DLC_VL, s0, accumulate, ep);
+            dlc_store_row(Ci, j + 1 * DLC_VL, s1, accumulate, ep);
+            dlc_store_row(Ci, j + 2 * DLC_VL, s2, accumulate, ep);
+            dlc_store_row(Ci, j + 3 * DLC_VL, s3, accumulate, ep);
+            dlc_store_row(Ci, j + 4 * DLC_VL, s4, accumulate, ep);
+            dlc_store_row(Ci, j + 5 * DLC_VL, s5, accumulate, ep);
+            dlc_store_row(Ci, j + 6 * DLC_VL, s6, accumulate, ep);
+            dlc_store_row(Ci, j + 7 * DLC_VL, s7, accumulate, ep);
+        }
+        for (; j + DLC_VL <= end; j += DLC_VL) {
+            dlc_vec s = {0};
+            for (size_t k = 0; k < K; k++) {
+                s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * dlc_load(B + k * ldb + j);
+            }
+            dlc_store_row(Ci, j, s, accumulate, ep);
+        }
+        for (; j < end; j++) {
+            dlc_real s = 0;
+            for (size_t k = 0; k < K; k++) {
+                s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * B[k * ldb + j];
+            }
+            Ci[j] = dlc_epilogue1(ep, j, s + (accumulate ? Ci[j] : 0));
+        }
+    }
+}
+
+/* A product cut into tasks that each own a range of C's columns, for all rows and
+ * all of K: any split sums every element in the same order. */
+typedef struct {
+    int trans_a, trans_b, accumulate;
+    size_t M, N, K, lda, ldb, ldc, width;
+    const dlc_real *A, *B;
+    dlc_real *C;
+    const dlc_epilogue *ep;
+} dlc_gemm_plan;
+
+static inline void dlc_gemm_task(const dlc_gemm_plan *p, size_t t)
+{
+    const size_t j0 = t * p->width, nc = p->N - j0 < p->width ? p->N - j0 : p->width;
+    if (p->M < DLC_SMALL_M && !p->trans_b) {
+        dlc_gemm_rows(p->trans_a, p->M, p->K, p->A, p->lda, p->B, p->ldb, p->accumulate,
+                      p->C, p->ldc, p->ep, j0, nc);
+    } else {
+        dlc_gemm_columns(p->trans_a, p->trans_b, p->M, p->K, p->A, p->lda, p->B, p->ldb,
+                         p->accumulate, p->C, p->ldc, p->ep, j0, nc);
+    }
+}
+
+static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                               const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                               dlc_real beta, dlc_real *C, size_t ldc, const dlc_epilogue *ep)
+{
+    if (M == 0 || N == 0) {
+        return;
+    }
+    if (K == 0) {
+        dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, ep);
+        return;
+    }
+    const int parallel = dlc_gemm_threads > 1 && (double)M * N * K >= DLC_PARALLEL_MACS;
+    const size_t parts = parallel ? (size_t)dlc_gemm_threads : 1;
+    /* Task edges fall on the blocks each path steps by, so a column takes the same
+     * code (and rounding) whatever the split. */
+    const size_t step = M < DLC_SMALL_M && !trans_b ? 8 * DLC_VL : DLC_NR;
+    const size_t width = ((N + parts - 1) / parts + step - 1) / step * step;
+    const size_t n_tasks = (N + width - 1) / width;
+    const dlc_gemm_plan p = {trans_a, trans_b, beta != 0, M, N, K, lda, ldb, ldc, width,
+                             A, B, C, ep};
+    if (n_tasks > 1) {
+#ifdef _OPENMP
+        #pragma omp parallel for schedule(static) num_threads(dlc_gemm_threads)
+#endif
+        for (long t = 0; t < (long)n_tasks; t++) {
+            dlc_gemm_task(&p, (size_t)t);
+        }
+        return;
+    }
+    dlc_gemm_task(&p, 0);     /* one task: no call into the OpenMP runtime at all */
+}
+
+#else
+
+static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                               const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                               dlc_real beta, dlc_real *C, size_t ldc, const dlc_epilogue *ep)
+{
+    dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, ep);
+}
+
+#endif
+
+/* C = op(A) op(B) + beta C: the matrix multiply of the forward and backward passes. */
+static inline void dlc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                            const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                            dlc_real beta, dlc_real *C, size_t ldc)
+{
+    const dlc_epilogue none = {NULL, DLC_ACT_NONE, 0};
+    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, &none);
+}
+
+/* C = act(op(A) op(B) + bias): a dense layer's product with its bias and a
+ * piecewise linear activation applied while the tile is in registers. */
+static inline void dlc_gemm_bias_act(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                                     const dlc_real *A, size_t lda,
+                                     const dlc_real *B, size_t ldb,
+                                     dlc_real *C, size_t ldc,
+                                     const dlc_real *bias, int act, dlc_real alpha)
+{
+    const dlc_epilogue ep = {bias, act, alpha};
+    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, C, ldc, &ep);
 }

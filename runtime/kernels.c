@@ -37,17 +37,18 @@ static inline void dlc_activation(size_t n, int act, dlc_real alpha,
 }
 
 /* Dense layer: x is (rows, n_in), W is (n_in, n_out), b is (n_out),
- * y is (rows, n_out) = act(x W + b). */
+ * y is (rows, n_out) = act(x W + b).  The bias and a piecewise linear
+ * activation run in the matrix multiply's epilogue; sigmoid and tanh, which
+ * cost more than the pass over y, follow it. */
 static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
                              const dlc_real *x, const dlc_real *W, const dlc_real *b,
                              dlc_real *y, int act, dlc_real alpha)
 {
-    dlc_gemm(0, 0, rows, n_out, n_in, x, n_in, W, n_out, 0, y, n_out);
-    for (size_t i = 0; i < rows; i++) {
-        dlc_real *yi = y + i * n_out;
-        for (size_t j = 0; j < n_out; j++) {
-            yi[j] = dlc_activate1(act, alpha, yi[j] + b[j]);
-        }
+    const int fused = act == DLC_ACT_RELU || act == DLC_ACT_LEAKY_RELU;
+    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, y, n_out,
+                      b, fused ? act : DLC_ACT_NONE, alpha);
+    if (!fused && act != DLC_ACT_NONE) {
+        dlc_activation(rows * n_out, act, alpha, y, y);
     }
 }
 

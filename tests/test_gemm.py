@@ -1,0 +1,217 @@
+"""The runtime matrix multiply (dlc_gemm) and the dense kernel against NumPy.
+
+Tolerance: the forward error bound of a sum of K+1 products, |C - exact| <= (K + 1) eps
+(|op(A)| |op(B)| + |beta C|), elementwise, with "exact" computed in float64 (float32
+cases) or longdouble (float64 cases).  A wrong element, a missed row or a misread
+leading dimension is off by O(1) and fails it.
+"""
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from dlc import ops
+from dlc.build import build
+from dlc.codegen import generate_gemm_module
+
+DTYPES = {np.float32: "f32", np.float64: "f64"}
+FLAG_SETS = {
+    "native": "native",                        # AVX2+FMA vectors, OpenMP
+    "portable": "portable",                    # 16-byte vectors, no OpenMP
+    "scalar": ("-O2", "-DDLC_SCALAR_GEMM"),    # the plain reference loop
+}
+ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+SHAPES = [(1, 1, 1), (1, 300, 17), (2, 10, 256), (3, 65, 300), (5, 33, 9), (6, 16, 1),
+          (7, 17, 257), (64, 256, 784 // 4), (73, 129, 255), (300, 1, 300), (13, 300, 2),
+          (150, 150, 150), (255, 7, 64), (64, 300, 64), (1, 64, 1000)]
+
+
+@lru_cache(maxsize=None)
+def gemm_module(dtype, flags="native"):
+    header, source = generate_gemm_module(DTYPES[dtype])
+    return build(header, source, flags=FLAG_SETS[flags])
+
+
+def c_pointer(ffi, array):
+    """A pointer to the first element of ``array``, which may be a column slice [:, :n]
+    of a wider C-contiguous buffer."""
+    buffer = array if array.flags.c_contiguous else array.base
+    assert buffer.flags.c_contiguous and buffer.ctypes.data == array.ctypes.data
+    return ffi.from_buffer({np.float32: "float[]", np.float64: "double[]"}[array.dtype.type],
+                           buffer, require_writable=array.flags.writeable)
+
+
+def matmul(A, B, C, trans_a, trans_b, beta, dtype, flags="native", threads=1):
+    """Calls dlc_gemm on (possibly strided-row) views; C is updated in place."""
+    ffi, lib = gemm_module(dtype, flags)
+    lib.dlc_set_threads(threads)
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    lib.dlc_matmul(trans_a, trans_b, M, N, K, c_pointer(ffi, A), A.strides[0] // A.itemsize,
+                   c_pointer(ffi, B), B.strides[0] // B.itemsize, beta,
+                   c_pointer(ffi, C), C.strides[0] // C.itemsize, 1)
+
+
+def padded(rng, rows, cols, dtype, pad):
+    """A (rows, cols) view into a wider row-major buffer (leading dimension cols + pad)."""
+    buffer = rng.normal(size=(rows, cols + pad)).astype(dtype)
+    return buffer[:, :cols]
+
+
+def check_product(dtype, M, N, K, trans_a, trans_b, beta, flags="native", pad=3, seed=0):
+    rng = np.random.default_rng(seed)
+    A = padded(rng, *((K, M) if trans_a else (M, K)), dtype, pad)
+    B = padded(rng, *((N, K) if trans_b else (K, N)), dtype, pad)
+    buffer = np.full((M, N + pad), np.nan, dtype)
+    C = buffer[:, :N]
+    if beta:
+        C[:] = rng.normal(size=(M, N))
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    opA, opB = (A.T if trans_a else A).astype(wide), (B.T if trans_b else B).astype(wide)
+    C0 = C.astype(wide) if beta else np.zeros((M, N), wide)   # beta 0: C (NaN) is never read
+    exact = opA @ opB + C0
+    bound = (K + 1) * np.finfo(dtype).eps * (np.abs(opA) @ np.abs(opB) + np.abs(C0))
+    matmul(A, B, C, trans_a, trans_b, beta, dtype, flags)
+    error = np.abs(C.astype(wide) - exact)
+    worst = np.unravel_index(np.argmax(error - bound), error.shape)
+    assert np.all(error <= bound), (f"{M}x{N}x{K} ta={trans_a} tb={trans_b} beta={beta}: "
+                                    f"error {error[worst]:.3g} > bound {bound[worst]:.3g} at {worst}")
+    assert np.isnan(buffer[:, N:]).all(), "dlc_gemm wrote past column N (into ldc padding)"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("M,N,K", SHAPES)
+def test_gemm_equals_numpy(M, N, K, trans_a, trans_b, dtype):
+    for beta in (0.0, 1.0):
+        check_product(dtype, M, N, K, trans_a, trans_b, beta)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_random_odd_shapes(dtype, seed):
+    rng = np.random.default_rng(seed + 100)
+    for _ in range(8):
+        M, N, K = rng.integers(1, 301, size=3)
+        check_product(dtype, int(M), int(N), int(K), int(rng.integers(2)), int(rng.integers(2)),
+                      float(rng.integers(2)), pad=int(rng.integers(0, 5)), seed=seed)
+
+
+@pytest.mark.parametrize("flags", ["portable", "scalar"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_portable_and_scalar_paths_equal_numpy(trans_a, trans_b, dtype, flags):
+    for M, N, K in [(1, 37, 300), (3, 17, 5), (70, 129, 257)]:
+        for beta in (0.0, 1.0):
+            check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("M,N,K", [(1, 1000, 300), (3, 257, 129), (64, 300, 256),
+                                   (300, 257, 100), (200, 30, 300)])
+def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype):
+    """Threads split C into tiles, never K: every element is summed in the same order."""
+    rng = np.random.default_rng(M * N + K)
+    A = rng.normal(size=(K, M) if trans_a else (M, K)).astype(dtype)
+    B = rng.normal(size=(N, K) if trans_b else (K, N)).astype(dtype)
+    C0 = rng.normal(size=(M, N)).astype(dtype)
+    results = {}
+    for threads in (1, 2, 3):
+        C = C0.copy()
+        matmul(A, B, C, trans_a, trans_b, 1.0, dtype, threads=threads)
+        results[threads] = C
+    np.testing.assert_array_equal(results[2], results[1])
+    np.testing.assert_array_equal(results[3], results[1])
+    assert not np.array_equal(results[1], C0)
+
+
+@pytest.mark.parametrize("flags", sorted(FLAG_SETS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("rows,n_in,n_out", [(1, 300, 70), (2, 5, 3), (7, 64, 33), (64, 29, 300)])
+def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags):
+    """Bias and activation in the kernel epilogue, on full and edge tiles; the reference
+    is dlc's NumPy op evaluated on the exact product."""
+    rng = np.random.default_rng(rows + n_in + n_out)
+    x, W = rng.normal(size=(rows, n_in)), rng.normal(size=(n_in, n_out))
+    b = rng.normal(size=n_out)
+    x, W, b = x.astype(dtype), W.astype(dtype), b.astype(dtype)
+    y = np.full((rows, n_out), np.nan, dtype)
+    ffi, lib = gemm_module(dtype, flags)
+    lib.dlc_set_threads(1)
+    lib.dlc_dense_layer(rows, n_in, n_out, c_pointer(ffi, x), c_pointer(ffi, W), c_pointer(ffi, b),
+                        c_pointer(ffi, y), ACTIVATIONS[activation], 0.1, 1)
+    z = x.astype(np.float64) @ W.astype(np.float64) + b
+    expected = ops.ACTIVATIONS[activation](z, 0.1)
+    slope = 1.0 if activation in ("none", "relu", "leaky_relu") else 0.25   # |d act / dz| <= slope
+    bound = slope * (n_in + 1) * np.finfo(dtype).eps * (np.abs(x) @ np.abs(W) + np.abs(b))
+    bound += 2 * np.finfo(dtype).eps * np.abs(expected)    # rounding of the activation itself
+    error = np.abs(y - expected)
+    assert np.all(error <= bound), f"max error {error.max():.3g}, bound there {bound.flat[np.argmax(error)]:.3g}"
+
+
+def test_set_threads_reports_the_count_in_effect():
+    _, lib = gemm_module(np.float32)
+    assert lib.dlc_set_threads(2) == 2
+    assert lib.dlc_set_threads(0) == 1
+    _, portable = gemm_module(np.float32, "portable")
+    assert portable.dlc_set_threads(2) == 1
+
+
+# ---------------------------------------------------------------- through dlc.compile
+
+def wide_net(dtype):
+    import dlc
+    return dlc.Sequential([dlc.Input(300), dlc.Dense(257), dlc.ReLU(), dlc.Dense(130),
+                           dlc.Tanh(), dlc.Dense(10), dlc.Softmax()], dtype=dtype, seed=3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_model_identical_for_any_thread_count(dtype):
+    import dlc
+    net = wide_net(dtype)
+    X = np.random.default_rng(0).normal(size=(300, 300)).astype(dtype)
+    one, two = dlc.compile(net), dlc.compile(net, threads=2)
+    assert one.threads == 1 and two.threads == 2
+    for batch in (1, 3, 300):
+        np.testing.assert_array_equal(two.predict(X[:batch]), one.predict(X[:batch]))
+    tolerance = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(one.predict(X), dlc.reference(net).predict(X), rtol=tolerance,
+                               atol=tolerance / 10)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_threads_must_be_a_positive_integer(bad):
+    import dlc
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        dlc.compile(wide_net("float32"), threads=bad)
+    model = dlc.compile(wide_net("float32"))
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        model.threads = bad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_input_on_the_fast_path_names_the_row(bad, dtype):
+    """A C-contiguous array of the model's dtype skips the Python checks; C finds the
+    NaN or inf and Python then names the row."""
+    import dlc
+    model = dlc.compile(wide_net(np.dtype(dtype).name))
+    X = np.zeros((5, 300), dtype)
+    X[3, 299] = bad
+    with pytest.raises(ValueError, match="NaN or inf .first at row 3"):
+        model.predict(X)
+
+
+def test_flag_presets():
+    import dlc
+    from dlc.build import FLAG_PRESETS, resolve_flags
+    assert resolve_flags("native") == FLAG_PRESETS["native"]
+    assert "-march=native" not in resolve_flags("portable")
+    X = np.random.default_rng(1).normal(size=(7, 300)).astype(np.float32)
+    portable = dlc.compile(wide_net("float32"), flags="portable")
+    np.testing.assert_allclose(portable.predict(X), dlc.reference(wide_net("float32")).predict(X),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown flag preset 'fast'"):
+        dlc.compile(wide_net("float32"), flags="fast")

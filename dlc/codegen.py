@@ -19,8 +19,11 @@ from .passes.plan_memory import ALIGN, MemoryPlan, plan_memory
 
 PACKAGE = Path(__file__).resolve().parent
 TILE_ROWS = 64
+# Libraries loaded into Python run 256-row tiles: each weight matrix is packed once per
+# 256 rows instead of per 64 (the workspace grows, which matters in firmware, not here).
+LIBRARY_TILE_ROWS = 256
 CTYPES = {"f32": "float", "f64": "double"}
-RUNTIME_FILES = ("dlc_runtime.h", "gemm.c", "kernels.c")
+RUNTIME_FILES = ("dlc_runtime.h", "gemm.c", "kernels.c", "rng.h", "train.c")
 
 
 def resource_dir(name: str) -> Path:
@@ -51,9 +54,21 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined, autoescape=False)
+        undefined=jinja2.StrictUndefined, autoescape=False, bytecode_cache=template_cache())
     env.filters.update(real=c_real, activation=c_activation, comment=safe_comment)
     return env
+
+
+def template_cache():
+    """Compiled templates kept in the build cache, so a cache hit in a new process
+    does not re-parse them (keyed by each template's source, never stale)."""
+    from .build import cache_dir
+    try:
+        path = cache_dir() / "templates"
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(path))
 
 
 def render(template: str, **context) -> str:
@@ -131,4 +146,177 @@ def generate_module(graph: Graph, tile_rows: int = TILE_ROWS):
     context = forward_context(graph, tile_rows)
     header = render("model.h.j2", **context)
     source = render("model.c.j2", header=header, runtime=runtime_source(), **context)
+    return header, source, context
+
+
+def generate_gemm_module(dtype: str = "f32"):
+    """(header, source) of a module exposing the runtime's matrix multiply and dense
+    kernel alone, for the kernel tests and benchmarks."""
+    context = dict(version=__version__, ctype=CTYPES[dtype],
+                   ir_lines=["(no model: the runtime matrix multiply alone)"])
+    header = render("gemm.h.j2", **context)
+    return header, render("gemm.c.j2", header=header, runtime=runtime_source(), **context)
+
+
+# ---------------------------------------------------------------- standalone export
+
+LITERAL_FORMATS = {"f32": ("{:.9g}", "f"), "f64": ("{:.17g}", "")}
+VALUES_PER_LINE = 8
+WEIGHTS_MAGIC, WEIGHTS_VERSION = "DLCW", 1     # header of a separate weights file
+
+
+def c_literal(value: float, dtype: str) -> str:
+    """A C floating literal that reads back as exactly ``value`` (%.9g for float,
+    %.17g for double)."""
+    fmt, suffix = LITERAL_FORMATS[dtype]
+    text = fmt.format(float(value))
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text + suffix
+
+
+def literal_lines(values, dtype: str) -> list:
+    """``values`` as C literals, VALUES_PER_LINE to a line."""
+    texts = [c_literal(v, dtype) for v in values.tolist()]
+    return [texts[i:i + VALUES_PER_LINE] for i in range(0, len(texts), VALUES_PER_LINE)]
+
+
+def weight_segments(graph: Graph, layout: ParamLayout, block) -> list:
+    """The packed parameter block cut into one commented segment per parameter
+    (plus its alignment padding), ready for the export template."""
+    segments, dtype = [], graph.dtype
+    starts = sorted((offset, ref) for ref, offset in layout.offsets.items())
+    ends = [offset for offset, _ in starts[1:]] + [layout.size]
+    for (start, ref), end in zip(starts, ends):
+        param = graph.params[ref]
+        segments.append(dict(
+            comment=safe_comment(f"{ref} {param.type} at {start}"),
+            lines=literal_lines(block[start:end], dtype)))
+    if not segments:
+        segments.append(dict(comment="no parameters", lines=literal_lines(block, dtype)))
+    return segments
+
+
+def export_context(graph: Graph, name: str, block, summary_lines, weights_file: str = None,
+                   tile_rows: int = TILE_ROWS) -> dict:
+    """The context of templates/export.{h,c}.j2: the forward context with symbols prefixed
+    by ``name`` (already a checked C identifier) and the weights, baked in or read from
+    ``weights_file``."""
+    context = forward_context(graph, tile_rows, prefix=f"{name}_")
+    layout = context["layout"]
+    context.update(
+        name=name, macro=name.upper(), summary_lines=[safe_comment(s) for s in summary_lines],
+        weights_file=safe_comment(weights_file) if weights_file else None,
+        weights=None if weights_file else weight_segments(graph, layout, block),
+        weights_bytes=layout.size * block.itemsize,
+        weights_magic=WEIGHTS_MAGIC, weights_version=WEIGHTS_VERSION)
+    return context
+
+
+def generate_export(graph: Graph, name: str, block, summary_lines, weights_file: str = None,
+                    tile_rows: int = TILE_ROWS):
+    """(header, source, context) of a standalone model named ``name``."""
+    context = export_context(graph, name, block, summary_lines, weights_file, tile_rows)
+    header = render("export.h.j2", **context)
+    source = render("export.c.j2", runtime=runtime_source(), **context)
+    return header, source, context
+
+
+# ---------------------------------------------------------------- training
+
+TRAIN_INPUTS = {"%x": "x", "%y": "t", "%m": "&m", "%lr": "&lr", "%step": "&step",
+                "%seed": "&seed"}
+
+
+@dataclass(frozen=True)
+class TrainLayout:
+    """Where every value of a training graph lives: the state block S (parameters and
+    optimizer state, persistent), the fixed scratch U (unbatched values such as
+    gradients) and the batch arena A (``per_row`` elements per batch row)."""
+    state: ParamLayout
+    fixed: MemoryPlan
+    per_row: MemoryPlan
+    in_place: dict          # update value ref -> the parameter it is computed over
+
+
+def in_place_updates(graph: Graph) -> dict:
+    """Updates whose element-wise op reads the parameter as its first operand, with no
+    later reader of the parameter: those are computed straight into the state block."""
+    position = {node.out: i for i, node in enumerate(graph.nodes)}
+    readers = graph.users()
+    in_place = {}
+    for param, value in graph.updates:
+        node = graph.nodes[position[value]] if value in position else None
+        if (node is None or node.inputs[:1] != (param,) or value in graph.outputs
+                or OPS[node.op].template not in ("ewma", "sgd_step", "rmsprop_step", "adam_step")):
+            continue
+        if all(position[r.out] <= position[value] for r in readers.get(param, [])):
+            in_place[value] = param
+    return in_place
+
+
+def train_layout(graph: Graph) -> TrainLayout:
+    in_place = in_place_updates(graph)
+    for param, value in graph.updates:
+        if value not in in_place:
+            raise ValueError(f"the update {param} <- {value} cannot be computed in place: it "
+                             f"needs an element-wise update op reading {param} last")
+    batched = {n.out for n in graph.nodes if n.type.batched}
+    unbatched = {n.out for n in graph.nodes} - batched
+    return TrainLayout(
+        state=param_layout(graph),
+        fixed=plan_memory(graph, 1, exclude=batched | set(in_place)),
+        per_row=plan_memory(graph, 1, exclude=unbatched | set(in_place)),
+        in_place=in_place)
+
+
+def train_expr(ref: str, graph: Graph, layout: TrainLayout) -> str:
+    ref = layout.in_place.get(ref, ref)
+    if ref in graph.params:
+        return f"S + {layout.state.offsets[ref]} /* {safe_comment(ref)} */"
+    if ref in graph.inputs:
+        return TRAIN_INPUTS[ref]
+    if ref in layout.per_row.offsets:
+        return f"A + rows * {layout.per_row.offsets[ref]}"
+    return f"U + {layout.fixed.offsets[ref]}"
+
+
+def train_step_context(node, graph: Graph, layout: TrainLayout) -> dict:
+    op, types = OPS[node.op], graph.types()
+    operands = dict(zip(op.inputs, node.inputs))
+    return {**{name: train_expr(ref, graph, layout) for name, ref in operands.items()},
+            "template": f"ops/{op.template}.c.j2", "op": node.op, "attrs": dict(node.attrs),
+            "layer": safe_comment(node.layer or node.op),
+            "ir": safe_comment(format_node(node, with_layer=False)),
+            "y": train_expr(node.out, graph, layout),
+            "size": {**{name: types[ref].row_size for name, ref in operands.items()},
+                     "y": node.type.row_size},
+            "batched": {**{name: types[ref].batched for name, ref in operands.items()},
+                        "y": node.type.batched}}
+
+
+def train_context(graph: Graph) -> dict:
+    """Everything templates/train.{h,c}.j2 need for a training graph with inputs
+    %x, %y (batched) and %m, %lr, %step, %seed (scalars) and the cost as its output."""
+    unknown = set(graph.inputs) - set(TRAIN_INPUTS)
+    if unknown or {"%x", "%y"} - set(graph.inputs):
+        raise ValueError(f"a training graph has inputs {sorted(TRAIN_INPUTS)}, got "
+                         f"{sorted(graph.inputs)}")
+    layout = train_layout(graph)
+    types = graph.types()
+    cost, = graph.outputs
+    return dict(
+        version=__version__, ctype=CTYPES[graph.dtype], ir_lines=ir_lines(graph),
+        n_inputs=types["%x"].row_size, n_outputs=types["%y"].row_size,
+        state_elements=layout.state.size, fixed_elements=max(layout.fixed.size, 1),
+        per_row_elements=layout.per_row.size,
+        steps=[train_step_context(node, graph, layout) for node in graph.nodes],
+        cost=train_expr(cost, graph, layout), layout=layout)
+
+
+def generate_train_module(graph: Graph):
+    """(header, source, context) of the cffi module of a training graph."""
+    context = train_context(graph)
+    header = render("train.h.j2", **context)
+    source = render("train.c.j2", header=header, runtime=runtime_source(), **context)
     return header, source, context

@@ -1,0 +1,64 @@
+"""The demos' claims as tests: digits >= 97% test accuracy and the exported C program
+predicts exactly what Python predicts; breast cancer >= 95%."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlc
+from dlc.diagnose import VERDICTS
+from helpers import assert_matches
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digits_demo(tmp_path, capsys):
+    before = sorted(p.name for p in (EXAMPLES / "embed_c").iterdir())
+    result = load_example("digits").main(["--out", str(tmp_path), "--no-progress"])
+    printed = capsys.readouterr().out
+
+    assert result["test_accuracy"] >= 0.97
+    assert f"test accuracy: {result['test_accuracy']:.2%}" in printed
+    assert result["diagnosis"].verdict in VERDICTS and result["diagnosis"].verdict in printed
+
+    X_test, y_test = result["test_set"]
+    reference = dlc.reference(result["net"]).predict(X_test)
+    assert_matches(result["python_probs"], reference, np.float32, "compiled vs reference")
+    np.testing.assert_array_equal(result["c_classes"], result["python_probs"].argmax(axis=1))
+    assert_matches(result["c_probs"], result["python_probs"], np.float32, "C program vs Python")
+    assert np.mean(result["c_classes"] == y_test) == pytest.approx(result["test_accuracy"])
+    assert "the same classes as Python" in printed
+    assert f"its accuracy {result['test_accuracy']:.2%}" in printed
+
+    assert result["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result["plot"].parent == tmp_path
+    assert sorted(p.name for p in (EXAMPLES / "embed_c").iterdir()) == before  # built elsewhere
+    history, best = result["history"], result["best_epoch"]
+    dev_losses = history["dev_loss"]
+    assert history["epoch"][int(np.argmin(dev_losses))] == best and "weights restored" in printed
+    dev_now = result["trainer"].evaluate(*result["dev_set"])["loss"]
+    assert dev_now == pytest.approx(min(dev_losses), rel=1e-12)
+
+
+def test_breast_cancer_demo(capsys):
+    result = load_example("breast_cancer").main(["--no-progress"])
+    assert result["test_accuracy"] >= 0.95
+    assert result["compiled_accuracy"] == pytest.approx(result["test_accuracy"])
+    assert f"test accuracy: {result['test_accuracy']:.2%}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["digits", "breast_cancer"])
+def test_examples_run_as_scripts(name):
+    out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "usage:" in out.stdout and "--seed" in out.stdout

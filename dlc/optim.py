@@ -60,7 +60,7 @@ class InverseTimeDecay(Schedule):
     def __init__(self, decay_rate: float = 1.0, interval: int = 1):
         self.decay_rate = check_real(decay_rate, "InverseTimeDecay decay_rate", low=0.0,
                                      high=None)
-        self.interval = check_interval(interval, "InverseTimeDecay")
+        self.interval = check_interval(interval, "InverseTimeDecay interval")
 
     def __call__(self, lr0, epoch):
         return lr0 / (1 + self.decay_rate * (epoch // self.interval))
@@ -101,7 +101,7 @@ class StepDecay(Schedule):
 
 def check_interval(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} interval must be a positive integer, got {value!r}")
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
     return value
 
 

@@ -369,6 +369,9 @@ def test_bad_fit_input_is_rejected_before_any_c_runs(change, message):
     (lambda: dlc.RMSProp(beta2=float("nan")), r"RMSProp beta2 must be a finite number"),
     (lambda: dlc.RMSProp(eps=0), r"RMSProp eps"),
     (lambda: dlc.SGD(lr=0.1, schedule=3), r"schedule must be"),
+    (lambda: dlc.StepDecay(every=0), r"StepDecay every must be a positive integer, got 0"),
+    (lambda: dlc.InverseTimeDecay(decay_rate=-1), r"decay_rate must be in \[0.0, inf\)"),
+    (lambda: dlc.ExponentialDecay(k=0), r"ExponentialDecay k must be in \(0.0, 1.0\]"),
 ])
 def test_bad_optimizer_settings(make, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -19,9 +19,12 @@ def calls_per_run(fn, min_seconds: float) -> int:
         n = max(n * 2, int(n * min_seconds / max(elapsed, 1e-9) * 1.2))
 
 
-def side_by_side(candidates: dict, runs: int, min_seconds: float) -> dict:
+def side_by_side(candidates: dict, runs: int, min_seconds: float, settle: float = 0.0) -> dict:
     """{name: median seconds per call}; candidates are zero-argument callables, timed in
-    interleaved rounds.  A candidate that raises is reported as its exception."""
+    interleaved rounds.  A candidate that raises is reported as its exception.  Between
+    two candidates the process sleeps ``settle`` seconds: with several threads, the
+    workers one runtime leaves spinning (OpenMP, OpenBLAS: up to ~0.1 s) would otherwise
+    steal the cores from the next."""
     plan, results = {}, {}
     for name, fn in candidates.items():
         try:
@@ -32,6 +35,7 @@ def side_by_side(candidates: dict, runs: int, min_seconds: float) -> dict:
     for _ in range(runs):
         for name, n in plan.items():
             fn = candidates[name]
+            time.sleep(settle)
             start = time.perf_counter()
             for _ in range(n):
                 fn()

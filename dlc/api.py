@@ -60,17 +60,27 @@ class CompiledModel:
         return ws[1]
 
     def predict(self, X) -> np.ndarray:
-        if not (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2
-                and X.shape[1] == self.n_inputs and X.shape[0] and X.flags.c_contiguous):
-            X = as_batch(X, self.n_inputs, self.dtype)   # converts, or raises a clear error
-        y = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        self.lib.dlc_set_threads(self._threads)   # the library may be shared by several models
-        status = self.lib.dlc_predict(self._params_ptr, self.ffi.from_buffer(self._ctype, X),
-                                      self.ffi.from_buffer(self._ctype, y, require_writable=True),
-                                      X.shape[0], self._workspace())
-        if status == self.lib.DLC_ERR_NONFINITE:   # C checked the values; name the bad row
-            as_batch(X, self.n_inputs, self.dtype)
-        if status != 0:
+        # The fast path (a 2-D array of the model's dtype and width, C-contiguous) skips
+        # the Python checks: C checks the values are finite.  Everything else goes
+        # through as_batch, which converts or raises a clear error.
+        dtype, from_buffer = self.dtype, self.ffi.from_buffer
+        if not (type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2
+                and X.shape[1] == self.n_inputs and X.shape[0]):
+            X = as_batch(X, self.n_inputs, dtype)
+        try:
+            x = from_buffer(self._ctype, X)
+        except ValueError:          # not C-contiguous
+            X = as_batch(X, self.n_inputs, dtype)
+            x = from_buffer(self._ctype, X)
+        y = np.empty((X.shape[0], self.n_outputs), dtype)
+        lib = self.lib
+        lib.dlc_set_threads(self._threads)   # the library may be shared by several models
+        status = lib.dlc_predict(self._params_ptr, x,
+                                 from_buffer(self._ctype, y, require_writable=True),
+                                 X.shape[0], self._workspace())
+        if status:
+            if status == lib.DLC_ERR_NONFINITE:     # name the row with NaN or inf
+                as_batch(X, self.n_inputs, dtype)
             raise RuntimeError(f"dlc_predict failed with code {status}")
         return y
 

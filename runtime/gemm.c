@@ -15,7 +15,11 @@
  * packing.  OpenMP threads split C by columns only, never along K, and at the
  * blocks each path steps by, so every element is computed by the same code in
  * the same order whatever the thread count.  Elsewhere dlc_gemm_reference, the
- * plain loop, runs; it stays as the algorithmic reference. */
+ * plain loop, runs; it stays as the algorithmic reference.
+ *
+ * The packed blocks live on the stack: (DLC_MC + DLC_NC) * DLC_KC values, 328 KiB
+ * by default.  For small stacks (firmware) build with -DDLC_SCALAR_GEMM, or smaller
+ * -DDLC_MC=, -DDLC_NC=, -DDLC_KC= (multiples of 6, 16 and any). */
 
 /* Threads used by the matrix multiply (OpenMP builds only). */
 static int dlc_gemm_threads = 1;
@@ -103,11 +107,17 @@ typedef int dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
 #define DLC_VL (DLC_VEC_BYTES / sizeof(dlc_real))
 #define DLC_MR 6                                /* rows of the register tile */
 #define DLC_NR (2 * DLC_VL)                     /* columns: two vectors */
+#ifndef DLC_KC                                 /* block sizes, overridable with -D */
 #define DLC_KC (1024 / sizeof(dlc_real))        /* depth of a packed block: 1 KiB per row */
+#endif
+#ifndef DLC_MC
 #define DLC_MC 72                               /* rows of a packed A block (L2) */
-#define DLC_NC 128                              /* columns of a packed B block (L2) */
+#endif
+#ifndef DLC_NC
+#define DLC_NC 256                              /* columns of a packed B block (L2) */
+#endif
 #define DLC_SMALL_M 4                           /* fewer rows: no packing */
-#define DLC_PARALLEL_MACS 32768                 /* less work: one thread */
+#define DLC_PARALLEL_MACS (1L << 20)            /* less work: one thread (fork/join costs) */
 
 static inline dlc_vec dlc_load(const dlc_real *p)
 {
@@ -141,21 +151,24 @@ static inline dlc_vec dlc_epilogue_vec(const dlc_epilogue *ep, dlc_vec bias, dlc
 
 /* Copies rows i0.. i0+mc of op(A), depth k0.. k0+kc, into DLC_MR-row panels, each
  * stored k-major (DLC_MR values per k), zero-padded past row mc.  Full panels take
- * loops of constant trip count that gcc unrolls; the last panel the general loop. */
+ * loops of constant trip count that gcc unrolls (for A^T, walking each row of A once);
+ * the last panel the general loop. */
 static inline void dlc_pack_a(int trans_a, const dlc_real *A, size_t lda, size_t i0, size_t mc,
                               size_t k0, size_t kc, dlc_real *Ap)
 {
-    for (size_t ir = 0; ir < mc; ir += DLC_MR) {
+    const size_t full = trans_a ? mc / DLC_MR * DLC_MR : 0;
+    for (size_t k = 0; k < kc && full; k++) {     /* op(A) = A^T: walk A's rows once */
+        const dlc_real *src = A + (k0 + k) * lda + i0;
+        for (size_t ir = 0; ir < full; ir += DLC_MR) {
+            for (size_t r = 0; r < DLC_MR; r++) {
+                Ap[ir * kc + k * DLC_MR + r] = src[ir + r];
+            }
+        }
+    }
+    for (size_t ir = full; ir < mc; ir += DLC_MR) {
         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
         dlc_real *panel = Ap + ir * kc;
-        if (mr == DLC_MR && trans_a) {
-            for (size_t k = 0; k < kc; k++) {
-                const dlc_real *src = A + (k0 + k) * lda + i0 + ir;
-                for (size_t r = 0; r < DLC_MR; r++) {
-                    panel[k * DLC_MR + r] = src[r];
-                }
-            }
-        } else if (mr == DLC_MR) {
+        if (mr == DLC_MR && !trans_a) {
             const dlc_real *src = A + (i0 + ir) * lda + k0;
             for (size_t k = 0; k < kc; k++) {
                 for (size_t r = 0; r < DLC_MR; r++) {
@@ -166,7 +179,8 @@ static inline void dlc_pack_a(int trans_a, const dlc_real *A, size_t lda, size_t
             for (size_t k = 0; k < kc; k++) {
                 for (size_t r = 0; r < DLC_MR; r++) {
                     const size_t i = i0 + ir + r, kk = k0 + k;
-                    panel[k * DLC_MR + r] = r >= mr ? 0 : trans_a ? A[kk * lda + i] : A[i * lda + kk];
+                    panel[k * DLC_MR + r] = r >= mr ? 0
+                                          : trans_a ? A[kk * lda + i] : A[i * lda + kk];
                 }
             }
         }
@@ -174,19 +188,12 @@ static inline void dlc_pack_a(int trans_a, const dlc_real *A, size_t lda, size_t
 }
 
 /* One DLC_NR-column panel of op(B): columns j0.. j0+nr, depth k0.. k0+kc, stored
- * k-major (DLC_NR values per k) and zero-padded past column nr. */
+ * k-major (DLC_NR values per k) and zero-padded past column nr.  The full panels of
+ * an untransposed B are copied by dlc_pack_b_block. */
 static inline void dlc_pack_b(int trans_b, const dlc_real *B, size_t ldb, size_t j0, size_t nr,
                               size_t k0, size_t kc, dlc_real *panel)
 {
-    if (nr == DLC_NR && !trans_b) {
-        const dlc_real *src = B + k0 * ldb + j0;
-        for (size_t k = 0; k < kc; k++) {
-            dlc_store(panel + k * DLC_NR, dlc_load(src + k * ldb));
-            dlc_store(panel + k * DLC_NR + DLC_VL, dlc_load(src + k * ldb + DLC_VL));
-        }
-        return;
-    }
-    if (nr == DLC_NR) {
+    if (nr == DLC_NR && trans_b) {
         const dlc_real *src = B + j0 * ldb + k0;
         for (size_t k = 0; k < kc; k++) {
             for (size_t c = 0; c < DLC_NR; c++) {
@@ -198,8 +205,29 @@ static inline void dlc_pack_b(int trans_b, const dlc_real *B, size_t ldb, size_t
     for (size_t k = 0; k < kc; k++) {
         for (size_t c = 0; c < DLC_NR; c++) {
             const size_t j = j0 + c, kk = k0 + k;
-            panel[k * DLC_NR + c] = c >= nr ? 0 : trans_b ? B[j * ldb + kk] : B[kk * ldb + j];
+            panel[k * DLC_NR + c] = c >= nr ? 0
+                                  : trans_b ? B[j * ldb + kk] : B[kk * ldb + j];
         }
+    }
+}
+
+/* Columns j0.. j0+nc of op(B), depth k0.. k0+kc, as consecutive DLC_NR-column panels.
+ * Without a transpose, full panels are copied row by row of B, so each row (often
+ * a page of its own) is visited once rather than once per panel. */
+static inline void dlc_pack_b_block(int trans_b, const dlc_real *B, size_t ldb, size_t j0,
+                                    size_t nc, size_t k0, size_t kc, dlc_real *Bp)
+{
+    const size_t full = trans_b ? 0 : nc / DLC_NR * DLC_NR;
+    for (size_t k = 0; k < kc && full; k++) {
+        const dlc_real *src = B + (k0 + k) * ldb + j0;
+        for (size_t jr = 0; jr < full; jr += DLC_NR) {
+            dlc_store(Bp + jr * kc + k * DLC_NR, dlc_load(src + jr));
+            dlc_store(Bp + jr * kc + k * DLC_NR + DLC_VL, dlc_load(src + jr + DLC_VL));
+        }
+    }
+    for (size_t jr = full; jr < nc; jr += DLC_NR) {
+        const size_t nr = nc - jr < DLC_NR ? nc - jr : DLC_NR;
+        dlc_pack_b(trans_b, B, ldb, j0 + jr, nr, k0, kc, Bp + jr * kc);
     }
 }
 
@@ -271,7 +299,7 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, const dlc_rea
 /* One task: columns j0.. j0+nc of C, all rows, all of K.  For each block of
  * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L2) and reused by
  * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
- * DLC_NR-column panel of Bp (L1). */
+ * DLC_NR-column panel of Bp (L1).  Edge panels are always packed (zero-padded). */
 static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K,
                                     const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
                                     int accumulate, dlc_real *C, size_t ldc,
@@ -285,18 +313,23 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
             const size_t kc = K - k0 < DLC_KC ? K - k0 : DLC_KC;
             const int add = accumulate || k0 > 0;
             const dlc_epilogue *finish = k0 + kc == K ? ep : NULL;
-            for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
-                const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
-                dlc_pack_b(trans_b, B, ldb, jc + jr, nr, k0, kc, Bp + jr * kc);
+            /* One block of rows uses each panel once: read B in place rather than
+             * copy it, where its rows are close enough (1 KiB) for the cache sets. */
+            const int direct = !trans_b && M <= DLC_MC && ldb * sizeof(dlc_real) <= 1024;
+            const size_t full = direct ? ncc / DLC_NR * DLC_NR : 0;
+            if (full < ncc) {
+                dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);
             }
             for (size_t i0 = 0; i0 < M; i0 += DLC_MC) {
                 const size_t mc = M - i0 < DLC_MC ? M - i0 : DLC_MC;
                 dlc_pack_a(trans_a, A, lda, i0, mc, k0, kc, Ap);
                 for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
                     const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
+                    const dlc_real *panel = jr < full ? B + k0 * ldb + jc + jr : Bp + jr * kc;
+                    const size_t ldbp = jr < full ? ldb : DLC_NR;
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
-                        dlc_micro_kernel(kc, Ap + ir * kc, Bp + jr * kc, DLC_NR,
+                        dlc_micro_kernel(kc, Ap + ir * kc, panel, ldbp,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
                     }
@@ -401,7 +434,9 @@ static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, siz
         dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, ep);
         return;
     }
-    const int parallel = dlc_gemm_threads > 1 && (double)M * N * K >= DLC_PARALLEL_MACS;
+    /* A product of few rows streams B from memory: worth two cores from 2^17 values of B. */
+    const double work = (double)(M < DLC_SMALL_M ? 8 : M) * N * K;
+    const int parallel = dlc_gemm_threads > 1 && work >= DLC_PARALLEL_MACS;
     const size_t parts = parallel ? (size_t)dlc_gemm_threads : 1;
     /* Task edges fall on the blocks each path steps by, so a column takes the same
      * code (and rounding) whatever the split. */

@@ -19,6 +19,8 @@ FLAG_SETS = {
     "native": "native",                        # AVX2+FMA vectors, OpenMP
     "portable": "portable",                    # 16-byte vectors, no OpenMP
     "scalar": ("-O2", "-DDLC_SCALAR_GEMM"),    # the plain reference loop
+    # tiny blocks: many row, column and depth blocks even on small shapes
+    "small-blocks": ("-O3", "-march=native", "-DDLC_MC=12", "-DDLC_NC=32", "-DDLC_KC=40"),
 }
 ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 SHAPES = [(1, 1, 1), (1, 300, 17), (2, 10, 256), (3, 65, 300), (5, 33, 9), (6, 16, 1),
@@ -74,8 +76,8 @@ def check_product(dtype, M, N, K, trans_a, trans_b, beta, flags="native", pad=3,
     matmul(A, B, C, trans_a, trans_b, beta, dtype, flags)
     error = np.abs(C.astype(wide) - exact)
     worst = np.unravel_index(np.argmax(error - bound), error.shape)
-    assert np.all(error <= bound), (f"{M}x{N}x{K} ta={trans_a} tb={trans_b} beta={beta}: "
-                                    f"error {error[worst]:.3g} > bound {bound[worst]:.3g} at {worst}")
+    assert np.all(error <= bound), (f"{M}x{N}x{K} ta={trans_a} tb={trans_b} beta={beta}: error "
+                                    f"{error[worst]:.3g} > bound {bound[worst]:.3g} at {worst}")
     assert np.isnan(buffer[:, N:]).all(), "dlc_gemm wrote past column N (into ldc padding)"
 
 
@@ -97,10 +99,10 @@ def test_gemm_random_odd_shapes(dtype, seed):
                       float(rng.integers(2)), pad=int(rng.integers(0, 5)), seed=seed)
 
 
-@pytest.mark.parametrize("flags", ["portable", "scalar"])
+@pytest.mark.parametrize("flags", ["portable", "scalar", "small-blocks"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
-def test_portable_and_scalar_paths_equal_numpy(trans_a, trans_b, dtype, flags):
+def test_portable_scalar_and_blocked_paths_equal_numpy(trans_a, trans_b, dtype, flags):
     for M, N, K in [(1, 37, 300), (3, 17, 5), (70, 129, 257)]:
         for beta in (0.0, 1.0):
             check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags)
@@ -108,10 +110,12 @@ def test_portable_and_scalar_paths_equal_numpy(trans_a, trans_b, dtype, flags):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
-@pytest.mark.parametrize("M,N,K", [(1, 1000, 300), (3, 257, 129), (64, 300, 256),
+@pytest.mark.parametrize("M,N,K", [(1, 4000, 300), (3, 1100, 400), (64, 300, 256),
                                    (300, 257, 100), (200, 30, 300)])
 def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype):
-    """Threads split C into tiles, never K: every element is summed in the same order."""
+    """Threads split C into tiles, never K: every element is summed in the same order.
+    Every shape here is above the 2^20 multiply-adds that make dlc_gemm go parallel."""
+    assert M * N * K >= 1 << 20
     rng = np.random.default_rng(M * N + K)
     A = rng.normal(size=(K, M) if trans_a else (M, K)).astype(dtype)
     B = rng.normal(size=(N, K) if trans_b else (K, N)).astype(dtype)
@@ -148,7 +152,9 @@ def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags
     bound = slope * (n_in + 1) * np.finfo(dtype).eps * (np.abs(x) @ np.abs(W) + np.abs(b))
     bound += 2 * np.finfo(dtype).eps * np.abs(expected)    # rounding of the activation itself
     error = np.abs(y - expected)
-    assert np.all(error <= bound), f"max error {error.max():.3g}, bound there {bound.flat[np.argmax(error)]:.3g}"
+    worst = np.argmax(error - bound)
+    assert np.all(error <= bound), (f"error {error.flat[worst]:.3g} > bound "
+                                    f"{bound.flat[worst]:.3g} at {worst}")
 
 
 def test_set_threads_reports_the_count_in_effect():
@@ -163,7 +169,7 @@ def test_set_threads_reports_the_count_in_effect():
 
 def wide_net(dtype):
     import dlc
-    return dlc.Sequential([dlc.Input(300), dlc.Dense(257), dlc.ReLU(), dlc.Dense(130),
+    return dlc.Sequential([dlc.Input(300), dlc.Dense(3600), dlc.ReLU(), dlc.Dense(130),
                            dlc.Tanh(), dlc.Dense(10), dlc.Softmax()], dtype=dtype, seed=3)
 
 
@@ -174,7 +180,7 @@ def test_compiled_model_identical_for_any_thread_count(dtype):
     X = np.random.default_rng(0).normal(size=(300, 300)).astype(dtype)
     one, two = dlc.compile(net), dlc.compile(net, threads=2)
     assert one.threads == 1 and two.threads == 2
-    for batch in (1, 3, 300):
+    for batch in (1, 3, 300):       # batch 1: 300 x 3600 multiply-adds, enough to go parallel
         np.testing.assert_array_equal(two.predict(X[:batch]), one.predict(X[:batch]))
     tolerance = {"float32": 1e-5, "float64": 1e-12}[dtype]
     np.testing.assert_allclose(one.predict(X), dlc.reference(net).predict(X), rtol=tolerance,
@@ -215,3 +221,17 @@ def test_flag_presets():
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unknown flag preset 'fast'"):
         dlc.compile(wide_net("float32"), flags="fast")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_path_falls_back_for_strided_and_converted_inputs(dtype):
+    import dlc
+    model = dlc.compile(wide_net(np.dtype(dtype).name))
+    X = np.random.default_rng(2).normal(size=(8, 300)).astype(dtype)
+    expected = model.predict(X)
+    np.testing.assert_array_equal(model.predict(np.asfortranarray(X)), expected)
+    np.testing.assert_array_equal(model.predict(np.repeat(X, 2, axis=0)[::2]), expected)
+    np.testing.assert_array_equal(model.predict(X.tolist()), expected)
+    other = np.float64 if dtype == np.float32 else np.float32
+    converted = model.predict(X.astype(other))
+    np.testing.assert_array_equal(converted, model.predict(X.astype(other).astype(dtype)))

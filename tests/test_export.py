@@ -291,3 +291,17 @@ def test_embed_example_reports_a_truncated_row(tmp_path):
     done = run([program, tmp_path / "rows.txt"], check=False)
     assert done.returncode == 1 and "inside row 2" in done.stderr
     assert len(done.stdout.splitlines()) == 1       # the complete row was still predicted
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("gemm_flags", [["-DDLC_SCALAR_GEMM"],
+                                        ["-DDLC_MC=6", "-DDLC_NC=16", "-DDLC_KC=3"]])
+def test_small_stack_builds_of_exported_c(gemm_flags, dtype, tmp_path):
+    """The header's advice for firmware stacks: the scalar or tiny-block matrix multiply."""
+    net = bn_dropout_normalize(dtype)
+    exported = dlc.export_c(net, tmp_path / "out", name="model")
+    X = inputs_for(net)
+    expected = dlc.reference(net).predict(X)
+    got = predict_with_driver(exported, X, tmp_path, STRICT + gemm_flags)
+    assert_matches(got[0], expected, dtype, what=f"exported C with {gemm_flags}")
+    assert "-DDLC_SCALAR_GEMM" in exported.header.read_text()

@@ -295,6 +295,43 @@ def train_step_context(node, graph: Graph, layout: TrainLayout) -> dict:
                         "y": node.type.batched}}
 
 
+def train_steps(graph: Graph, layout: TrainLayout) -> list:
+    """The step contexts in graph order, where Adam's three element-wise passes over a
+    parameter (ewma, ewma_sq, adam_step, all in place) become one pass."""
+    nodes, steps, i = graph.nodes, [], 0
+    while i < len(nodes):
+        if is_adam_update(nodes[i:i + 3], layout):
+            steps.append(adam_update_context(nodes[i:i + 3], graph, layout))
+            i += 3
+        else:
+            steps.append(train_step_context(nodes[i], graph, layout))
+            i += 1
+    return steps
+
+
+def is_adam_update(group, layout: TrainLayout) -> bool:
+    if [node.op for node in group] != ["ewma", "ewma_sq", "adam_step"]:
+        return False
+    first, second, adam = group
+    return (adam.inputs[1:3] == (first.out, second.out) and first.inputs[1] == second.inputs[1]
+            and all(node.out in layout.in_place for node in group))
+
+
+def adam_update_context(group, graph: Graph, layout: TrainLayout) -> dict:
+    first, second, adam = group
+    W, _, _, lr, t = (train_expr(ref, graph, layout) for ref in adam.inputs)
+    param = layout.in_place[adam.out]
+    return {"template": "adam_update.c.j2", "layer": safe_comment(adam.layer or "adam"),
+            "ir": safe_comment(f"{first.out}, {second.out}, {adam.out} = ewma, ewma_sq, "
+                               f"adam_step of {param} in one pass"),
+            "size": adam.type.row_size, "W": W, "lr": lr, "t": t,
+            "m": train_expr(first.inputs[0], graph, layout),
+            "s": train_expr(second.inputs[0], graph, layout),
+            "g": train_expr(first.inputs[1], graph, layout),
+            "beta_m": first.attrs["beta"], "beta_s": second.attrs["beta"],
+            "attrs": dict(adam.attrs)}
+
+
 def train_context(graph: Graph) -> dict:
     """Everything templates/train.{h,c}.j2 need for a training graph with inputs
     %x, %y (batched) and %m, %lr, %step, %seed (scalars) and the cost as its output."""
@@ -310,8 +347,7 @@ def train_context(graph: Graph) -> dict:
         n_inputs=types["%x"].row_size, n_outputs=types["%y"].row_size,
         state_elements=layout.state.size, fixed_elements=max(layout.fixed.size, 1),
         per_row_elements=layout.per_row.size,
-        steps=[train_step_context(node, graph, layout) for node in graph.nodes],
-        cost=train_expr(cost, graph, layout), layout=layout)
+        steps=train_steps(graph, layout), cost=train_expr(cost, graph, layout), layout=layout)
 
 
 def generate_train_module(graph: Graph):

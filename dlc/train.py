@@ -124,6 +124,7 @@ class CBackend:
                                    flags=tuple(flags) + EXTRA_FLAGS)
         self.ctype = f"{context['ctype']}[]"
         self.cc, self.flags = cc, flags
+        self.threads = 1
         self._work = None
 
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0):
@@ -133,6 +134,7 @@ class CBackend:
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
         loss_sum, steps = ffi.new("double *"), ffi.new("int64_t *")
+        lib.dlc_set_threads(self.threads)   # the library may be shared by several trainers
         status = lib.dlc_train_epoch(
             ffi.from_buffer(self.ctype, state, require_writable=True),
             ffi.from_buffer(self.ctype, self._work, require_writable=True),
@@ -153,6 +155,7 @@ class ReferenceBackend:
 
     def __init__(self, graph: Graph, views: dict):
         self.graph, self.views = graph, views
+        self.threads = 1
 
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0):
         dtype = state.dtype
@@ -204,10 +207,13 @@ class Trainer:
     ``default_rng([seed, e, 1])`` and dropout masks come from ``dlc.rng``, so training
     resumed from ``state_dict`` repeats uninterrupted training bit for bit.  The step
     count reaches the graph as a float scalar: exact up to 2**24 steps in float32.
+    ``threads`` (settable) is the number of threads of the matrix multiplies; each
+    splits only its output columns, so the results are the same whatever the count.
     """
 
     def __init__(self, net: Model, graph: Graph, loss: str, optimizer: Optimizer,
-                 config: dict, backend: str = "c", cc=None, flags=DEFAULT_FLAGS):
+                 config: dict, backend: str = "c", cc=None, flags=DEFAULT_FLAGS,
+                 threads: int = 1):
         self.net, self.graph, self.loss, self.optimizer = net, graph, loss, optimizer
         self.config = config
         self.dtype = np.dtype(net.dtype)
@@ -221,7 +227,17 @@ class Trainer:
             self.views[ref] = view
         self.backend = (CBackend(graph, cc, flags) if backend == "c"
                         else ReferenceBackend(graph, self.views))
+        self.threads = threads
         self.step, self.epoch, self.seed = 0, 0, 0
+
+    @property
+    def threads(self) -> int:
+        return self.backend.threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        from .api import check_threads
+        self.backend.threads = check_threads(n)
 
     # ------------------------------------------------------------ state
 
@@ -492,9 +508,11 @@ def update_bar(bar, logs: dict) -> None:
 
 def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
                  loss: str = "cross_entropy", optimizer: Optimizer = None, l2: float = 0.0,
-                 l1: float = 0.0, regularize=None) -> Trainer:
+                 l1: float = 0.0, regularize=None, threads: int = 1) -> Trainer:
+    from .api import check_threads
     if not isinstance(net, Model):
         raise TypeError(f"expected a dlc.Model, got {type(net).__name__}")
+    threads = check_threads(threads)
     if optimizer is None:
         from .optim import Adam
         optimizer = Adam()
@@ -505,12 +523,13 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
         regularize = list(regularize)
     graph = training_graph(net, loss, optimizer, l2=l2, l1=l1, regularize=regularize)
     config = dict(loss=loss, optimizer=optimizer, l2=l2, l1=l1, regularize=regularize)
-    return Trainer(net, graph, loss, optimizer, config, backend, cc=cc, flags=flags)
+    return Trainer(net, graph, loss, optimizer, config, backend, cc=cc, flags=flags,
+                   threads=threads)
 
 
 def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, **options) -> Trainer:
     """``dlc.compile(net, mode="train", loss=..., optimizer=..., l2=..., l1=...,
-    regularize=...)``: a Trainer whose epochs run in generated C."""
+    regularize=..., threads=...)``: a Trainer whose epochs run in generated C."""
     return make_trainer(net, "c", cc=cc, flags=flags, **options)
 
 

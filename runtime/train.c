@@ -9,28 +9,71 @@
 #define dlc_log1p log1pf
 #endif
 
+/* Most kernels below walk a batch row by row, so that every inner loop is unit-stride
+ * and vectorises; per-feature values live in blocks of at most this many features. */
+#define DLC_FEATURE_BLOCK 256
+
+/* Element-wise loops over at least this many values are split into contiguous parts,
+ * one per thread of dlc_set_threads: every element is computed alike, so the results
+ * are the same bits whatever the thread count. */
+#define DLC_PARALLEL_ELEMENTS 65536
+
+static inline size_t dlc_parts(size_t n)
+{
+    return dlc_gemm_threads > 1 && n >= DLC_PARALLEL_ELEMENTS ? (size_t)dlc_gemm_threads : 1;
+}
+
+/* An unsigned integer as wide as dlc_real, for selects done on the bits. */
+#if DLC_DOUBLE
+typedef uint64_t dlc_real_bits;
+#else
+typedef uint32_t dlc_real_bits;
+#endif
+
 /* dx = dy * act'(z) for n values, where v is z (or any value of its sign: relu,
- * leaky_relu) or y = act(z) (sigmoid, tanh). */
+ * leaky_relu) or y = act(z) (sigmoid, tanh).  One loop per activation (vectorised). */
 static inline void dlc_activation_grad(size_t n, int act, dlc_real alpha, const dlc_real *dy,
                                        const dlc_real *v, dlc_real *dx)
 {
-    for (size_t i = 0; i < n; i++) {
-        switch (act) {
-        case DLC_ACT_RELU:
+    switch (act) {
+    case DLC_ACT_RELU:
+        for (size_t i = 0; i < n; i++) {
             dx[i] = v[i] > 0 ? dy[i] : 0;
-            break;
-        case DLC_ACT_LEAKY_RELU:
-            dx[i] = v[i] > 0 ? dy[i] : dy[i] * alpha;
-            break;
-        case DLC_ACT_SIGMOID:
+        }
+        break;
+    case DLC_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++) {
+            dx[i] = dy[i] * (v[i] > 0 ? 1 : alpha);     /* dy * 1 is dy: vectorises */
+        }
+        break;
+    case DLC_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) {
             dx[i] = dy[i] * (v[i] * (1 - v[i]));
-            break;
-        case DLC_ACT_TANH:
+        }
+        break;
+    case DLC_ACT_TANH:
+        for (size_t i = 0; i < n; i++) {
             dx[i] = dy[i] * (1 - v[i] * v[i]);
-            break;
-        default:
+        }
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) {
             dx[i] = dy[i];
         }
+    }
+}
+
+/* The number of features of the block starting at feature j0 of n. */
+static inline size_t dlc_block_size(size_t j0, size_t n)
+{
+    return n - j0 < DLC_FEATURE_BLOCK ? n - j0 : DLC_FEATURE_BLOCK;
+}
+
+/* sd[j] = sqrt(var[j] + eps) for the nb features of a block. */
+static inline void dlc_block_sd(size_t nb, const dlc_real *var, dlc_real eps, dlc_real *sd)
+{
+    for (size_t j = 0; j < nb; j++) {
+        sd[j] = dlc_sqrt(var[j] + eps);
     }
 }
 
@@ -54,9 +97,16 @@ static inline void dlc_softmax_grad(size_t rows, size_t n, const dlc_real *dy,
 static inline void dlc_normalize_grad(size_t rows, size_t n, const dlc_real *dy,
                                       const dlc_real *var, dlc_real eps, dlc_real *dx)
 {
-    for (size_t i = 0; i < rows; i++) {
-        for (size_t j = 0; j < n; j++) {
-            dx[i * n + j] = dy[i * n + j] / dlc_sqrt(var[j] + eps);
+    for (size_t j0 = 0; j0 < n; j0 += DLC_FEATURE_BLOCK) {
+        const size_t nb = dlc_block_size(j0, n);
+        dlc_real sd[DLC_FEATURE_BLOCK];
+        dlc_block_sd(nb, var + j0, eps, sd);
+        for (size_t i = 0; i < rows; i++) {
+            const dlc_real *dyi = dy + i * n + j0;
+            dlc_real *dxi = dx + i * n + j0;
+            for (size_t j = 0; j < nb; j++) {
+                dxi[j] = dyi[j] / sd[j];
+            }
         }
     }
 }
@@ -109,17 +159,31 @@ static inline void dlc_batchnorm_backward(size_t rows, size_t n, const dlc_real 
                                           dlc_real eps, dlc_real *dx)
 {
     const dlc_real m = (dlc_real)rows;
-    for (size_t j = 0; j < n; j++) {
-        const dlc_real inv = 1 / dlc_sqrt(var[j] + eps);
-        dlc_real sum = 0, dot = 0;
-        for (size_t i = 0; i < rows; i++) {
-            const dlc_real dxhat = dy[i * n + j] * gamma[j];
-            sum += dxhat;
-            dot += dxhat * ((x[i * n + j] - mean[j]) * inv);
+    for (size_t j0 = 0; j0 < n; j0 += DLC_FEATURE_BLOCK) {
+        const size_t nb = dlc_block_size(j0, n);
+        const dlc_real *g = gamma + j0, *mu = mean + j0;
+        dlc_real inv[DLC_FEATURE_BLOCK], sum[DLC_FEATURE_BLOCK], dot[DLC_FEATURE_BLOCK];
+        dlc_block_sd(nb, var + j0, eps, inv);
+        for (size_t j = 0; j < nb; j++) {
+            inv[j] = 1 / inv[j];
+            sum[j] = 0;
+            dot[j] = 0;
         }
         for (size_t i = 0; i < rows; i++) {
-            const dlc_real xhat = (x[i * n + j] - mean[j]) * inv;
-            dx[i * n + j] = inv / m * (m * (dy[i * n + j] * gamma[j]) - sum - xhat * dot);
+            const dlc_real *dyi = dy + i * n + j0, *xi = x + i * n + j0;
+            for (size_t j = 0; j < nb; j++) {
+                const dlc_real dxhat = dyi[j] * g[j];
+                sum[j] += dxhat;
+                dot[j] += dxhat * ((xi[j] - mu[j]) * inv[j]);
+            }
+        }
+        for (size_t i = 0; i < rows; i++) {
+            const dlc_real *dyi = dy + i * n + j0, *xi = x + i * n + j0;
+            dlc_real *dxi = dx + i * n + j0;
+            for (size_t j = 0; j < nb; j++) {
+                const dlc_real xhat = (xi[j] - mu[j]) * inv[j];
+                dxi[j] = inv[j] / m * (m * (dyi[j] * g[j]) - sum[j] - xhat * dot[j]);
+            }
         }
     }
 }
@@ -129,23 +193,55 @@ static inline void dlc_batchnorm_dgamma(size_t rows, size_t n, const dlc_real *d
                                         const dlc_real *x, const dlc_real *mean,
                                         const dlc_real *var, dlc_real eps, dlc_real *dgamma)
 {
-    for (size_t j = 0; j < n; j++) {
-        dgamma[j] = 0;
-    }
-    for (size_t i = 0; i < rows; i++) {
-        for (size_t j = 0; j < n; j++) {
-            dgamma[j] += dy[i * n + j] * ((x[i * n + j] - mean[j]) / dlc_sqrt(var[j] + eps));
+    for (size_t j0 = 0; j0 < n; j0 += DLC_FEATURE_BLOCK) {
+        const size_t nb = dlc_block_size(j0, n);
+        const dlc_real *mu = mean + j0;
+        dlc_real sd[DLC_FEATURE_BLOCK], sum[DLC_FEATURE_BLOCK];
+        dlc_block_sd(nb, var + j0, eps, sd);
+        for (size_t j = 0; j < nb; j++) {
+            sum[j] = 0;
         }
+        for (size_t i = 0; i < rows; i++) {
+            const dlc_real *dyi = dy + i * n + j0, *xi = x + i * n + j0;
+            for (size_t j = 0; j < nb; j++) {
+                sum[j] += dyi[j] * ((xi[j] - mu[j]) / sd[j]);
+            }
+        }
+        memcpy(dgamma + j0, sum, nb * sizeof(dlc_real));
     }
 }
 
 /* Inverted dropout of n values: element i is kept (and scaled) when the i-th uniform
- * of the stream `key` is below keep_prob.  The backward is the same call on dy. */
+ * of the stream `key` is below keep_prob.  The backward is the same call on dy.
+ * `keep ? x * scale : 0` would not vectorise (gcc computes no product that a lane may
+ * discard, as it might trap), so the product is masked bit by bit: +0 when dropped. */
+static inline void dlc_dropout_part(size_t begin, size_t end, int64_t threshold,
+                                    dlc_real scale, uint64_t key, const dlc_real *x,
+                                    dlc_real *y)
+{
+    for (size_t i = begin; i < end; i++) {
+        const dlc_real kept = x[i] * scale;
+        dlc_real_bits bits;
+        memcpy(&bits, &kept, sizeof bits);
+        bits &= (dlc_real_bits)0 - (dlc_real_bits)(dlc_rng_bits(key, i) < threshold);
+        memcpy(y + i, &bits, sizeof bits);
+    }
+}
+
 static inline void dlc_dropout_train(size_t n, double keep_prob, dlc_real scale, uint64_t key,
                                      const dlc_real *x, dlc_real *y)
 {
-    for (size_t i = 0; i < n; i++) {
-        y[i] = dlc_rng_uniform(key, i) < keep_prob ? x[i] * scale : 0;
+    const int64_t threshold = dlc_rng_threshold(keep_prob);
+    const size_t parts = dlc_parts(n);
+    if (parts == 1) {
+        dlc_dropout_part(0, n, threshold, scale, key, x, y);
+        return;
+    }
+#ifdef _OPENMP
+    #pragma omp parallel for schedule(static) num_threads((int)parts)
+#endif
+    for (size_t k = 0; k < parts; k++) {
+        dlc_dropout_part(n * k / parts, n * (k + 1) / parts, threshold, scale, key, x, y);
     }
 }
 
@@ -324,5 +420,41 @@ static inline void dlc_adam_step(size_t n, dlc_real lr, dlc_real t, double beta1
     const dlc_real c2 = (dlc_real)(1.0 - pow(beta2, (double)t));
     for (size_t i = 0; i < n; i++) {
         y[i] = W[i] - lr * (m[i] / c1) / (dlc_sqrt(s[i] / c2) + eps);
+    }
+}
+
+/* Adam's whole update of one parameter in one pass over W, m, s and the gradient g: the
+ * moments as dlc_ewma and dlc_ewma_sq compute them, then dlc_adam_step, all in place.
+ * c1 and c2 are the bias corrections; _part works on elements [begin, end). */
+static inline void dlc_adam_part(size_t begin, size_t end, dlc_real lr, dlc_real c1,
+                                 dlc_real c2, dlc_real beta_m, dlc_real beta_s, dlc_real eps,
+                                 dlc_real *W, dlc_real *m, dlc_real *s, const dlc_real *g)
+{
+    for (size_t i = begin; i < end; i++) {
+        const dlc_real mi = beta_m * m[i] + (1 - beta_m) * g[i];
+        const dlc_real si = beta_s * s[i] + (1 - beta_s) * (g[i] * g[i]);
+        m[i] = mi;
+        s[i] = si;
+        W[i] = W[i] - lr * (mi / c1) / (dlc_sqrt(si / c2) + eps);
+    }
+}
+
+static inline void dlc_adam_update(size_t n, dlc_real lr, dlc_real t, dlc_real beta_m,
+                                   dlc_real beta_s, double beta1, double beta2, dlc_real eps,
+                                   dlc_real *W, dlc_real *m, dlc_real *s, const dlc_real *g)
+{
+    const dlc_real c1 = (dlc_real)(1.0 - pow(beta1, (double)t));
+    const dlc_real c2 = (dlc_real)(1.0 - pow(beta2, (double)t));
+    const size_t parts = dlc_parts(n);
+    if (parts == 1) {
+        dlc_adam_part(0, n, lr, c1, c2, beta_m, beta_s, eps, W, m, s, g);
+        return;
+    }
+#ifdef _OPENMP
+    #pragma omp parallel for schedule(static) num_threads((int)parts)
+#endif
+    for (size_t k = 0; k < parts; k++) {
+        dlc_adam_part(n * k / parts, n * (k + 1) / parts, lr, c1, c2, beta_m, beta_s, eps,
+                      W, m, s, g);
     }
 }

@@ -126,11 +126,10 @@ def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS
             **train_options):
     """Compile ``net`` to C and load it.  ``mode="train"`` returns a trainer."""
     _check_model(net)
+    threads = check_threads(threads)
     if mode == "train":
         from .train import compile_trainer
-        if threads != 1:
-            train_options["threads"] = threads
-        return compile_trainer(net, cc=cc, flags=flags, **train_options)
+        return compile_trainer(net, cc=cc, flags=flags, threads=threads, **train_options)
     if mode != "inference":
         raise ValueError(f"unknown mode {mode!r}; use 'inference' or 'train'")
     if train_options:

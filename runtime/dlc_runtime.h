@@ -2,6 +2,7 @@
  * The generated translation unit defines DLC_DOUBLE (0 or 1) before this. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #if DLC_DOUBLE

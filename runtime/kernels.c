@@ -52,7 +52,32 @@ static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
     }
 }
 
-/* Softmax over each row of x (rows, n); subtracts the row max before exp. */
+#if DLC_DOUBLE
+#define dlc_exp_nonpositive exp
+#else
+/* expf for x <= 0 in plain arithmetic that compilers vectorise (libm's expf is a call
+ * per value): x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' polynomial, 2^n put
+ * in the exponent bits.  Within 1.5 ulp of exp; below -87, where expf underflows to
+ * denormals, it returns about 1.6e-38. */
+static inline float dlc_exp_nonpositive(float x)
+{
+    union { int32_t i; float f; } two_to_n;
+    x = x < -87.0f ? -87.0f : x;
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    two_to_n.i = ((int32_t)n + 127) * (1 << 23);
+    return (p * r * r + r + 1.0f) * two_to_n.f;
+}
+#endif
+
+/* Softmax over each row of x (rows, n); subtracts the row max before exp.  The exp
+ * loop and the sum are separate so the first vectorises (a sum would need reordering). */
 static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
 {
     for (size_t i = 0; i < rows; i++) {
@@ -62,9 +87,11 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
         for (size_t j = 1; j < n; j++) {
             max = xi[j] > max ? xi[j] : max;
         }
+        for (size_t j = 0; j < n; j++) {
+            yi[j] = dlc_exp_nonpositive(xi[j] - max);
+        }
         dlc_real sum = 0;
         for (size_t j = 0; j < n; j++) {
-            yi[j] = dlc_exp(xi[j] - max);
             sum += yi[j];
         }
         for (size_t j = 0; j < n; j++) {

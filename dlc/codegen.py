@@ -23,7 +23,8 @@ TILE_ROWS = 64
 # 256 rows instead of per 64 (the workspace grows, which matters in firmware, not here).
 LIBRARY_TILE_ROWS = 256
 CTYPES = {"f32": "float", "f64": "double"}
-RUNTIME_FILES = ("dlc_runtime.h", "gemm.c", "kernels.c", "rng.h", "train.c")
+INFERENCE_RUNTIME = ("dlc_runtime.h", "gemm.c", "kernels.c")
+TRAINING_RUNTIME = INFERENCE_RUNTIME + ("rng.h", "train.c")
 
 
 def resource_dir(name: str) -> Path:
@@ -75,10 +76,12 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
-@lru_cache(maxsize=1)
-def runtime_source() -> str:
+@lru_cache(maxsize=2)
+def runtime_source(files=INFERENCE_RUNTIME) -> str:
+    """The runtime C pasted into a translation unit: inference kernels, plus the RNG and
+    training kernels for a training module."""
     root = resource_dir("runtime")
-    return "\n".join((root / f).read_text() for f in RUNTIME_FILES)
+    return "\n".join((root / f).read_text() for f in files)
 
 
 @dataclass(frozen=True)
@@ -354,5 +357,6 @@ def generate_train_module(graph: Graph):
     """(header, source, context) of the cffi module of a training graph."""
     context = train_context(graph)
     header = render("train.h.j2", **context)
-    source = render("train.c.j2", header=header, runtime=runtime_source(), **context)
+    source = render("train.c.j2", header=header, runtime=runtime_source(TRAINING_RUNTIME),
+                    **context)
     return header, source, context

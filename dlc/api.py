@@ -7,7 +7,7 @@ import numpy as np
 
 from . import interpreter
 from .build import DEFAULT_FLAGS, build
-from .checks import as_batch
+from .checks import as_batch, positive_int
 from .codegen import LIBRARY_TILE_ROWS, generate_module
 from .dsl import Model
 from .ir import Graph
@@ -99,9 +99,7 @@ class CompiledModel:
 
 
 def check_threads(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"threads must be a positive integer, got {n!r}")
-    return int(n)
+    return positive_int(n, "threads")
 
 
 def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:

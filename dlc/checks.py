@@ -29,5 +29,12 @@ def as_batch(X, n_features: int, dtype: np.dtype, what: str = "X") -> np.ndarray
     return array
 
 
+def positive_int(value, what: str) -> int:
+    """``value`` as an int, or a ValueError naming ``what`` (bools are not counts)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def first_bad_row(array: np.ndarray) -> int:
     return int(np.argmax(~np.isfinite(array).all(axis=1)))

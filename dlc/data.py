@@ -12,6 +12,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .checks import positive_int
 from .dsl import Normalize
 
 DEFAULT_RATIOS = (0.6, 0.2, 0.2)
@@ -40,7 +41,9 @@ def part_sizes(n: int, ratios=None, dev: int = None, test: int = None) -> list:
     if ratios is not None and (dev is not None or test is not None):
         raise TypeError("split takes either ratios or absolute dev=/test= sizes, not both")
     if dev is not None or test is not None:
-        sizes = [_count(dev, "dev")] + ([] if test is None else [_count(test, "test")])
+        sizes = [positive_int(dev, "split dev=")]
+        if test is not None:
+            sizes.append(positive_int(test, "split test="))
         train = n - sum(sizes)
         if train < 1:
             raise ValueError(f"split: dev + test = {sum(sizes)} leaves no training examples "
@@ -92,12 +95,6 @@ def class_labels(Y) -> np.ndarray:
             raise ValueError("stratify needs class labels; Y holds non-integer values")
         return Y.astype(np.int64)
     return Y
-
-
-def _count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"split {what}= must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_pair(X, Y):

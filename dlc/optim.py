@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+from .checks import positive_int
+
 
 def check_real(value, what: str, low=None, high=None, low_open=False, high_open=True) -> float:
     """``value`` as a finite float in the given range, else a ValueError naming ``what``."""
@@ -60,7 +62,7 @@ class InverseTimeDecay(Schedule):
     def __init__(self, decay_rate: float = 1.0, interval: int = 1):
         self.decay_rate = check_real(decay_rate, "InverseTimeDecay decay_rate", low=0.0,
                                      high=None)
-        self.interval = check_interval(interval, "InverseTimeDecay interval")
+        self.interval = positive_int(interval, "InverseTimeDecay interval")
 
     def __call__(self, lr0, epoch):
         return lr0 / (1 + self.decay_rate * (epoch // self.interval))
@@ -93,16 +95,10 @@ class StepDecay(Schedule):
     def __init__(self, factor: float = 0.5, every: int = 10):
         self.factor = check_real(factor, "StepDecay factor", low=0.0, high=1.0, low_open=True,
                                  high_open=False)
-        self.every = check_interval(every, "StepDecay every")
+        self.every = positive_int(every, "StepDecay every")
 
     def __call__(self, lr0, epoch):
         return lr0 * self.factor ** (epoch // self.every)
-
-
-def check_interval(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
 
 
 def check_schedule(schedule):

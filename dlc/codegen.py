@@ -15,7 +15,7 @@ import jinja2
 from . import __version__
 from .ir import Graph, format_node
 from .ops import OPS
-from .passes.plan_memory import ALIGN, MemoryPlan, plan_memory
+from .passes.plan_memory import MemoryPlan, aligned, plan_memory
 
 PACKAGE = Path(__file__).resolve().parent
 TILE_ROWS = 64
@@ -94,7 +94,7 @@ def param_layout(graph: Graph) -> ParamLayout:
     offsets, size = {}, 0
     for ref, param in graph.params.items():
         offsets[ref] = size
-        size += -(-param.value.size // ALIGN) * ALIGN
+        size += aligned(param.value.size)
     return ParamLayout(offsets, max(size, 1))
 
 

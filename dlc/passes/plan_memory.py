@@ -31,9 +31,13 @@ def last_uses(graph: Graph) -> dict:
     return last
 
 
-def buffer_elements(type_, rows: int) -> int:
-    n = type_.row_size * (rows if type_.batched else 1)
+def aligned(n: int) -> int:
+    """n rounded up to a whole number of ALIGN elements."""
     return -(-n // ALIGN) * ALIGN
+
+
+def buffer_elements(type_, rows: int) -> int:
+    return aligned(type_.row_size * (rows if type_.batched else 1))
 
 
 def plan_memory(graph: Graph, rows: int, exclude=frozenset()) -> MemoryPlan:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from . import interpreter
-from .build import DEFAULT_FLAGS, build
+from .build import DEFAULT_FLAGS, build, build_extension
 from .checks import as_batch, positive_int
 from .codegen import LIBRARY_TILE_ROWS, generate_module
 from .dsl import Model
@@ -43,46 +45,37 @@ class CompiledModel:
 
     def __init__(self, graph: Graph, ffi, lib, context: dict, source: str, threads: int = 1):
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
-        self.threads = threads
         self.n_inputs, self.n_outputs = context["n_inputs"], context["n_outputs"]
         self.dtype = next(iter(graph.inputs.values())).np_dtype
         self.params = pack_params(graph, context["layout"], self.dtype)
-        self._ctype = {np.float32: "float[]", np.float64: "double[]"}[self.dtype.type]
-        self._params_ptr = ffi.from_buffer(self._ctype, self.params)
         self.workspace_bytes = context["workspace_bytes"]
         self._local = threading.local()
-
-    def _workspace(self):
-        ws = getattr(self._local, "ws", None)
-        if ws is None:
-            buffer = aligned_zeros(max(self.workspace_bytes, 1), np.uint8)
-            ws = self._local.ws = (buffer, self.ffi.from_buffer(buffer))
-        return ws[1]
+        self._fastcall = fastcall()
+        self.threads = threads
 
     def predict(self, X) -> np.ndarray:
-        # The fast path (a 2-D array of the model's dtype and width, C-contiguous) skips
-        # the Python checks: C checks the values are finite.  Everything else goes
-        # through as_batch, which converts or raises a clear error.
-        dtype, from_buffer = self.dtype, self.ffi.from_buffer
-        if not (type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2
-                and X.shape[1] == self.n_inputs and X.shape[0]):
-            X = as_batch(X, self.n_inputs, dtype)
+        # The fast path takes a C-contiguous 2-D array of the model's dtype and width and
+        # leaves the finiteness check to C; anything else comes back as None and goes
+        # through as_batch, which converts it or raises a clear error.
         try:
-            x = from_buffer(self._ctype, X)
-        except ValueError:          # not C-contiguous
-            X = as_batch(X, self.n_inputs, dtype)
-            x = from_buffer(self._ctype, X)
-        y = np.empty((X.shape[0], self.n_outputs), dtype)
-        lib = self.lib
-        lib.dlc_set_threads(self._threads)   # the library may be shared by several models
-        status = lib.dlc_predict(self._params_ptr, x,
-                                 from_buffer(self._ctype, y, require_writable=True),
-                                 X.shape[0], self._workspace())
-        if status:
-            if status == lib.DLC_ERR_NONFINITE:     # name the row with NaN or inf
-                as_batch(X, self.n_inputs, dtype)
-            raise RuntimeError(f"dlc_predict failed with code {status}")
+            workspace = self._local.workspace
+        except AttributeError:
+            workspace = self._new_workspace()
+        y = self._fastcall.predict(self._entry, X, workspace)
+        if y is None:
+            X = as_batch(X, self.n_inputs, self.dtype)
+            y = self._fastcall.predict(self._entry, X, workspace)
+        if type(y) is not np.ndarray:
+            if y == self.lib.DLC_ERR_NONFINITE:     # name the row with NaN or inf
+                as_batch(X, self.n_inputs, self.dtype)
+            raise RuntimeError(f"dlc_predict failed with code {y}")
         return y
+
+    def _new_workspace(self) -> int:
+        """This thread's workspace (threads may call predict concurrently)."""
+        buffer = self._local.buffer = aligned_zeros(max(self.workspace_bytes, 1), np.uint8)
+        self._local.workspace = buffer.ctypes.data
+        return self._local.workspace
 
     @property
     def threads(self) -> int:
@@ -92,10 +85,20 @@ class CompiledModel:
     @threads.setter
     def threads(self, n: int) -> None:
         self._threads = check_threads(n)
+        function = self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, "dlc_predict"))
+        self._entry = (int(function), self.params.ctypes.data, self.n_inputs, self.n_outputs,
+                       self.dtype.num, self._threads)
 
     @property
     def ir(self) -> str:
         return str(self.graph)
+
+
+@lru_cache(maxsize=1)
+def fastcall():
+    """The module that calls dlc_predict from Python (dlc/_fastcall.c), built once."""
+    return build_extension(Path(__file__).with_name("_fastcall.c"),
+                           include=np.get_include(), version=np.__version__)
 
 
 def check_threads(n) -> int:

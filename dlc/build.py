@@ -85,33 +85,54 @@ def cache_key(*parts: str) -> str:
 
 def build(header: str, source: str, cc=None, flags=DEFAULT_FLAGS, directory=None):
     """Compile (or fetch from the cache) a cffi module; returns (ffi, lib)."""
-    cc = tuple(compiler_command(cc))
-    flags = resolve_flags(flags)
-    native = cpu_identity() if any("native" in f for f in flags) else ""
-    key = cache_key(header, source, compiler_identity(cc), " ".join(flags), native,
-                    cffi.__version__, sysconfig.get_config_var("EXT_SUFFIX") or "")
-    name = f"_dlc_{key}"
-    if name in _loaded:
-        return _loaded[name]
-    directory = Path(directory or cache_dir())
-    target = directory / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
-    if not target.exists():
-        _compile(name, header, source, cc, flags, directory, target)
-    module = _load(name, target)
-    _loaded[name] = (module.ffi, module.lib)
-    return _loaded[name]
-
-
-def _compile(name, header, source, cc, flags, directory, target) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
-    try:
+    def emit(c_file: Path, name: str) -> None:
         ffi = cffi.FFI()
         ffi.cdef(header)
         ffi.set_source(name, source)
-        c_file = work / f"{name}.c"
         with contextlib.redirect_stdout(io.StringIO()):   # cffi announces "generating ..."
             ffi.emit_c_code(str(c_file))
+
+    module = _cached_module("_dlc", emit, (header, source, cffi.__version__), cc, flags,
+                            directory, unique_name=True)
+    return module.ffi, module.lib
+
+
+def build_extension(c_file: Path, include: str, version: str, cc=None, directory=None):
+    """Compile (or fetch from the cache) a plain CPython extension whose module name is
+    the file's stem, against the headers in ``include`` of a library at ``version``;
+    returns the module."""
+    source = Path(c_file).read_text()
+    return _cached_module(Path(c_file).stem, lambda out, name: out.write_text(source),
+                          (source, version), cc, ("-O2", f"-I{include}"), directory,
+                          unique_name=False)
+
+
+def _cached_module(prefix: str, emit, content: tuple, cc, flags, directory, unique_name: bool):
+    """Load the module built from ``content`` (``emit(c_file, name)`` writes its C),
+    compiling it first unless the cache has it.  A cffi module's name carries the key;
+    a plain extension keeps the name its init function was written for."""
+    cc = tuple(compiler_command(cc))
+    flags = resolve_flags(flags)
+    native = cpu_identity() if any("native" in f for f in flags) else ""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    key = cache_key(*content, compiler_identity(cc), " ".join(flags), native, suffix)
+    file_stem = f"{prefix}_{key}"
+    if file_stem in _loaded:
+        return _loaded[file_stem]
+    name = file_stem if unique_name else prefix
+    target = Path(directory or cache_dir()) / (file_stem + suffix)
+    if not target.exists():
+        _compile(name, emit, cc, flags, target)
+    _loaded[file_stem] = _load(name, target)
+    return _loaded[file_stem]
+
+
+def _compile(name, emit, cc, flags, target) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        c_file = work / f"{name}.c"
+        emit(c_file, name)
         out = work / target.name
         include = sysconfig.get_paths()["include"]
         command = [*cc, *flags, "-shared", "-fPIC", f"-I{include}", str(c_file), "-o", str(out), "-lm"]

@@ -148,3 +148,13 @@ def test_verifier_rejects_malformed_graphs():
         verify(graph(dense, outputs=("%7",)))
     with pytest.raises(VerifyError, match=r"weights should have shape \(4, units\)"):
         verify(graph(Node("%0", "dense", ("%x", "@b", "@b"), dense.attrs, t)))
+
+
+def test_predict_takes_byte_swapped_and_read_only_input(lib):
+    X = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    expected = dlc.reference(small_net()).predict(X)
+    swapped = X.astype(X.dtype.newbyteorder())
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    for variant in (swapped, readonly):
+        np.testing.assert_allclose(lib.predict(variant), expected, rtol=1e-5, atol=1e-6)

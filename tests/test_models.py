@@ -118,3 +118,19 @@ def test_one_library_serves_every_batch_size():
     for batch in (1, 63, 64, 65, 129):
         assert_matches(lib.predict(X[:batch]), full[:batch], np.float32)
     assert_matches(full, ref.predict(X), np.float32)
+
+
+def test_concurrent_predicts_from_python_threads():
+    """Each Python thread gets its own workspace; batches of 16 rows and more run with the
+    GIL released, so calls really overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+    net = example_net("float32")
+    lib, ref = dlc.compile(net, threads=2), dlc.reference(net)
+    rng = np.random.default_rng(3)
+    batches = [rng.normal(size=(n, 64)).astype(np.float32) for n in (1, 15, 16, 200) * 6]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda X: [lib.predict(X) for _ in range(20)], batches))
+    for X, runs in zip(batches, results):
+        expected = ref.predict(X)
+        for got in runs:
+            assert_matches(got, expected, np.float32)

@@ -248,11 +248,13 @@ static inline void dlc_finish_row(dlc_real *Ci, dlc_vec v0, dlc_vec v1, int accu
 }
 
 /* C tile (mr, nr) at C = Ap Bp (+ C when accumulate); the epilogue when ep.
- * Ap holds DLC_MR x kc values packed k-major; Bp kc rows of DLC_NR values, ldbp
- * apart (a packed panel, or B itself).  The tile lives in twelve named vectors,
- * which gcc keeps in registers. */
-static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, const dlc_real *Bp,
-                                    size_t ldbp, dlc_real *C, size_t ldc, size_t mr, size_t nr,
+ * Ap holds DLC_MR rows of kc values, row r, depth k at Ap[r * ars + k * aks] (a packed
+ * panel, ars = 1 and aks = DLC_MR, or A itself, ars = lda and aks = 1); Bp kc rows of
+ * DLC_NR values, ldbp apart (a packed panel, or B itself).  The tile lives in twelve
+ * named vectors, which gcc keeps in registers. */
+static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, size_t aks,
+                                    const dlc_real *Bp, size_t ldbp,
+                                    dlc_real *C, size_t ldc, size_t mr, size_t nr,
                                     int accumulate, const dlc_epilogue *ep, size_t j0)
 {
     dlc_vec c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
@@ -260,13 +262,13 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, const dlc_rea
     for (size_t k = 0; k < kc; k++) {
         const dlc_vec b0 = dlc_load(Bp), b1 = dlc_load(Bp + DLC_VL);
         dlc_real a;
-        a = Ap[0]; c00 += a * b0; c01 += a * b1;
-        a = Ap[1]; c10 += a * b0; c11 += a * b1;
-        a = Ap[2]; c20 += a * b0; c21 += a * b1;
-        a = Ap[3]; c30 += a * b0; c31 += a * b1;
-        a = Ap[4]; c40 += a * b0; c41 += a * b1;
-        a = Ap[5]; c50 += a * b0; c51 += a * b1;
-        Ap += DLC_MR;
+        a = Ap[0 * ars]; c00 += a * b0; c01 += a * b1;
+        a = Ap[1 * ars]; c10 += a * b0; c11 += a * b1;
+        a = Ap[2 * ars]; c20 += a * b0; c21 += a * b1;
+        a = Ap[3 * ars]; c30 += a * b0; c31 += a * b1;
+        a = Ap[4 * ars]; c40 += a * b0; c41 += a * b1;
+        a = Ap[5 * ars]; c50 += a * b0; c51 += a * b1;
+        Ap += aks;
         Bp += ldbp;
     }
     if (mr == DLC_MR && nr == DLC_NR) {
@@ -281,6 +283,7 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, const dlc_rea
         dlc_finish_row(C + 5 * ldc, c50, c51, accumulate, ep, bias0, bias1);
         return;
     }
+    /* An edge tile: the first vector of each row whole when nr allows, the rest by value. */
     dlc_real tile[DLC_MR * DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
     dlc_store(tile + 0 * DLC_NR, c00); dlc_store(tile + 0 * DLC_NR + DLC_VL, c01);
     dlc_store(tile + 1 * DLC_NR, c10); dlc_store(tile + 1 * DLC_NR + DLC_VL, c11);
@@ -288,10 +291,18 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, const dlc_rea
     dlc_store(tile + 3 * DLC_NR, c30); dlc_store(tile + 3 * DLC_NR + DLC_VL, c31);
     dlc_store(tile + 4 * DLC_NR, c40); dlc_store(tile + 4 * DLC_NR + DLC_VL, c41);
     dlc_store(tile + 5 * DLC_NR, c50); dlc_store(tile + 5 * DLC_NR + DLC_VL, c51);
+    const size_t whole = nr >= DLC_VL ? DLC_VL : 0;
+    const dlc_vec zero = {0};
+    const dlc_vec bias = whole && ep && ep->bias ? dlc_load(ep->bias + j0) : zero;
     for (size_t i = 0; i < mr; i++) {
-        for (size_t j = 0; j < nr; j++) {
-            dlc_real v = tile[i * DLC_NR + j] + (accumulate ? C[i * ldc + j] : 0);
-            C[i * ldc + j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
+        dlc_real *Ci = C + i * ldc;
+        if (whole) {
+            dlc_vec v = dlc_load(tile + i * DLC_NR) + (accumulate ? dlc_load(Ci) : zero);
+            dlc_store(Ci, ep ? dlc_epilogue_vec(ep, bias, v) : v);
+        }
+        for (size_t j = whole; j < nr; j++) {
+            dlc_real v = tile[i * DLC_NR + j] + (accumulate ? Ci[j] : 0);
+            Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
         }
     }
 }
@@ -314,22 +325,30 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
             const int add = accumulate || k0 > 0;
             const dlc_epilogue *finish = k0 + kc == K ? ep : NULL;
             /* One block of rows uses each panel once: read B in place rather than
-             * copy it, where its rows are close enough (1 KiB) for the cache sets. */
+             * copy it, where its rows are close enough (1 KiB) for the cache sets.
+             * Likewise A's full panels when its rows are that close. */
             const int direct = !trans_b && M <= DLC_MC && ldb * sizeof(dlc_real) <= 1024;
+            const int direct_a = !trans_a && lda * sizeof(dlc_real) <= 1024;
             const size_t full = direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);
             }
             for (size_t i0 = 0; i0 < M; i0 += DLC_MC) {
                 const size_t mc = M - i0 < DLC_MC ? M - i0 : DLC_MC;
-                dlc_pack_a(trans_a, A, lda, i0, mc, k0, kc, Ap);
+                const size_t in_place = direct_a ? mc / DLC_MR * DLC_MR : 0;
+                if (in_place < mc) {
+                    dlc_pack_a(trans_a, A, lda, i0 + in_place, mc - in_place, k0, kc,
+                               Ap + in_place * kc);
+                }
                 for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
                     const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
                     const dlc_real *panel = jr < full ? B + k0 * ldb + jc + jr : Bp + jr * kc;
                     const size_t ldbp = jr < full ? ldb : DLC_NR;
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
-                        dlc_micro_kernel(kc, Ap + ir * kc, panel, ldbp,
+                        const int packed = ir >= in_place;
+                        dlc_micro_kernel(kc, packed ? Ap + ir * kc : A + (i0 + ir) * lda + k0,
+                                         packed ? 1 : lda, packed ? DLC_MR : 1, panel, ldbp,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
                     }

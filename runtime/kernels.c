@@ -58,12 +58,16 @@ static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
 /* expf for x <= 0 in plain arithmetic that compilers vectorise (libm's expf is a call
  * per value): x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' polynomial, 2^n put
  * in the exponent bits.  Within 1.5 ulp of exp; below -87, where expf underflows to
- * denormals, it returns about 1.6e-38. */
+ * denormals, it returns about 1.6e-38.  Nothing in it may trap or branch, or gcc keeps
+ * the loop scalar: x = max(x, -87) is taken on the bits (for x <= 0 they grow with |x|)
+ * with a mask, and n is rounded by adding and subtracting 1.5 * 2^23, not by floorf. */
 static inline float dlc_exp_nonpositive(float x)
 {
-    union { int32_t i; float f; } two_to_n;
-    x = x < -87.0f ? -87.0f : x;
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    union { int32_t i; float f; } two_to_n, bits = {.f = x};
+    const uint32_t u = (uint32_t)bits.i, below = -(uint32_t)(u > 0xc2ae0000u);  /* -87 */
+    bits.i = (int32_t)((u & ~below) | (0xc2ae0000u & below));
+    x = bits.f;
+    const float n = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
     const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -76,8 +80,9 @@ static inline float dlc_exp_nonpositive(float x)
 }
 #endif
 
-/* Softmax over each row of x (rows, n); subtracts the row max before exp.  The exp
- * loop and the sum are separate so the first vectorises (a sum would need reordering). */
+/* Softmax over each row of x (rows, n).  Rows are short (often 10 classes), so the
+ * exp runs once over the whole block, where it vectorises, between the per-row passes:
+ * y = x - row max, y = exp(y), y /= row sum.  x and y may be the same buffer. */
 static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
 {
     for (size_t i = 0; i < rows; i++) {
@@ -88,8 +93,14 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
             max = xi[j] > max ? xi[j] : max;
         }
         for (size_t j = 0; j < n; j++) {
-            yi[j] = dlc_exp_nonpositive(xi[j] - max);
+            yi[j] = xi[j] - max;
         }
+    }
+    for (size_t i = 0; i < rows * n; i++) {
+        y[i] = dlc_exp_nonpositive(y[i]);
+    }
+    for (size_t i = 0; i < rows; i++) {
+        dlc_real *yi = y + i * n;
         dlc_real sum = 0;
         for (size_t j = 0; j < n; j++) {
             sum += yi[j];

@@ -369,6 +369,52 @@ static inline void dlc_store_row(dlc_real *Ci, size_t j, dlc_vec s, int accumula
     dlc_store(Ci + j, dlc_epilogue_vec(ep, ep->bias ? dlc_load(ep->bias + j) : zero, s));
 }
 
+/* Sum over k < K of a[k * step] b[k * ldb .. + DLC_VL): the columns left over by
+ * dlc_gemm_rows' blocks.  One chain of K dependent adds would wait on the add's latency
+ * at every step; eight chains, summed at the end, keep both FMA units busy. */
+static inline dlc_vec dlc_dot_vec(size_t K, const dlc_real *a, size_t step,
+                                  const dlc_real *b, size_t ldb)
+{
+    dlc_vec t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0}, t4 = {0}, t5 = {0}, t6 = {0}, t7 = {0};
+    size_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        t0 += a[(k + 0) * step] * dlc_load(b + (k + 0) * ldb);
+        t1 += a[(k + 1) * step] * dlc_load(b + (k + 1) * ldb);
+        t2 += a[(k + 2) * step] * dlc_load(b + (k + 2) * ldb);
+        t3 += a[(k + 3) * step] * dlc_load(b + (k + 3) * ldb);
+        t4 += a[(k + 4) * step] * dlc_load(b + (k + 4) * ldb);
+        t5 += a[(k + 5) * step] * dlc_load(b + (k + 5) * ldb);
+        t6 += a[(k + 6) * step] * dlc_load(b + (k + 6) * ldb);
+        t7 += a[(k + 7) * step] * dlc_load(b + (k + 7) * ldb);
+    }
+    for (; k < K; k++) {
+        t0 += a[k * step] * dlc_load(b + k * ldb);
+    }
+    return ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7));
+}
+
+/* The same for one column b[k * ldb]. */
+static inline dlc_real dlc_dot(size_t K, const dlc_real *a, size_t step,
+                               const dlc_real *b, size_t ldb)
+{
+    dlc_real t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 0, t7 = 0;
+    size_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        t0 += a[(k + 0) * step] * b[(k + 0) * ldb];
+        t1 += a[(k + 1) * step] * b[(k + 1) * ldb];
+        t2 += a[(k + 2) * step] * b[(k + 2) * ldb];
+        t3 += a[(k + 3) * step] * b[(k + 3) * ldb];
+        t4 += a[(k + 4) * step] * b[(k + 4) * ldb];
+        t5 += a[(k + 5) * step] * b[(k + 5) * ldb];
+        t6 += a[(k + 6) * step] * b[(k + 6) * ldb];
+        t7 += a[(k + 7) * step] * b[(k + 7) * ldb];
+    }
+    for (; k < K; k++) {
+        t0 += a[k * step] * b[k * ldb];
+    }
+    return ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7));
+}
+
 /* Few rows and B not transposed (batch-1 inference): no packing; each row
  * streams once through columns j0.. j0+nc of B, eight vectors of sums in registers. */
 static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
@@ -404,17 +450,12 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
             dlc_store_row(Ci, j + 7 * DLC_VL, s7, accumulate, ep);
         }
         for (; j + DLC_VL <= end; j += DLC_VL) {
-            dlc_vec s = {0};
-            for (size_t k = 0; k < K; k++) {
-                s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * dlc_load(B + k * ldb + j);
-            }
-            dlc_store_row(Ci, j, s, accumulate, ep);
+            dlc_store_row(Ci, j, dlc_dot_vec(K, A + (trans_a ? i : i * lda), trans_a ? lda : 1,
+                                              B + j, ldb), accumulate, ep);
         }
         for (; j < end; j++) {
-            dlc_real s = 0;
-            for (size_t k = 0; k < K; k++) {
-                s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * B[k * ldb + j];
-            }
+            const dlc_real s = dlc_dot(K, A + (trans_a ? i : i * lda), trans_a ? lda : 1,
+                                       B + j, ldb);
             Ci[j] = dlc_epilogue1(ep, j, s + (accumulate ? Ci[j] : 0));
         }
     }

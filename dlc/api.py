@@ -10,7 +10,7 @@ import numpy as np
 from . import interpreter
 from .build import DEFAULT_FLAGS, build, build_extension
 from .checks import as_batch, positive_int
-from .codegen import LIBRARY_TILE_ROWS, generate_module
+from .codegen import LIBRARY_TILE_ROWS, aligned_zeros, generate_module, pack_params
 from .dsl import Model
 from .ir import Graph
 from .lower import lower
@@ -103,23 +103,6 @@ def fastcall():
 
 def check_threads(n) -> int:
     return positive_int(n, "threads")
-
-
-def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
-    """n zeros starting on an ``align``-byte boundary (a cache line: the kernels' vector
-    loads never straddle two lines when the data is packed at aligned offsets)."""
-    dtype = np.dtype(dtype)
-    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + n * dtype.itemsize].view(dtype)
-
-
-def pack_params(graph: Graph, layout, dtype) -> np.ndarray:
-    block = aligned_zeros(layout.size, dtype)
-    for ref, param in graph.params.items():
-        start = layout.offsets[ref]
-        block[start:start + param.value.size] = param.value.reshape(-1)
-    return block
 
 
 def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS,

@@ -6,14 +6,15 @@ User-chosen names reach C only as sanitised comments.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from . import __version__
-from .ir import Graph, format_node
+from .ir import DTYPES, Graph, format_node
 from .ops import OPS
 from .passes.plan_memory import MemoryPlan, aligned, plan_memory
 
@@ -84,18 +85,63 @@ def runtime_source(files=INFERENCE_RUNTIME) -> str:
     return "\n".join((root / f).read_text() for f in files)
 
 
+# Inference weight matrices are stored as column panels one cache line wide (see
+# dlc_b_column in runtime/gemm.c): the matrix multiply reads them in place, never copies.
+PANEL_BYTES = 64
+
+
 @dataclass(frozen=True)
 class ParamLayout:
     offsets: dict     # param ref -> element offset in the packed parameter block
     size: int
+    panels: dict = field(default_factory=dict)   # param ref -> panel width, if panel-packed
 
 
-def param_layout(graph: Graph) -> ParamLayout:
+def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
+    """Offsets of the parameters in one block; the matrices in ``panels`` take the
+    room of their panel-packed form."""
+    panels = panels or {}
     offsets, size = {}, 0
     for ref, param in graph.params.items():
         offsets[ref] = size
-        size += aligned(param.value.size)
-    return ParamLayout(offsets, max(size, 1))
+        value = param.value
+        size += aligned(as_panels(value, panels[ref]).size if ref in panels else value.size)
+    return ParamLayout(offsets, max(size, 1), panels)
+
+
+def weight_panels(graph: Graph) -> dict:
+    """The weight matrices of an inference graph's dense layers, with their panel width."""
+    width = PANEL_BYTES // DTYPES[graph.dtype].itemsize
+    return {node.inputs[1]: width for node in graph.nodes
+            if node.op == "dense" and node.inputs[1] in graph.params}
+
+
+def as_panels(W: np.ndarray, width: int) -> np.ndarray:
+    """(K, N) as ceil(N / width) panels of K rows of ``width`` columns, zero-padded, flat."""
+    K, N = W.shape
+    padded = np.zeros((K, -(-N // width) * width), W.dtype)
+    padded[:, :N] = W
+    return padded.reshape(K, -1, width).transpose(1, 0, 2).reshape(-1)
+
+
+def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
+    """The parameter block of ``layout``, aligned to a cache line."""
+    block = aligned_zeros(layout.size, dtype)
+    for ref, param in graph.params.items():
+        start = layout.offsets[ref]
+        value = (as_panels(param.value, layout.panels[ref]) if ref in layout.panels
+                 else param.value.reshape(-1))
+        block[start:start + value.size] = value
+    return block
+
+
+def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
+    """n zeros starting on an ``align``-byte boundary (a cache line: the kernels' vector
+    loads never straddle two lines when the data is packed at aligned offsets)."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + n * dtype.itemsize].view(dtype)
 
 
 def ir_lines(graph: Graph) -> list:
@@ -108,7 +154,7 @@ def forward_context(graph: Graph, tile_rows: int = TILE_ROWS, prefix: str = "") 
     out_ref, = graph.outputs
     out_type = graph.types()[out_ref]
     plan = plan_memory(graph, tile_rows, exclude={out_ref})
-    layout = param_layout(graph)
+    layout = param_layout(graph, weight_panels(graph))
     steps = [node_step(node, graph, plan, layout) for node in graph.nodes]
     if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
         steps.append({"template": "copy.c.j2", "layer": "output", "ir": "copy to output",
@@ -136,6 +182,8 @@ def node_step(node, graph: Graph, plan: MemoryPlan, layout: ParamLayout) -> dict
     types = graph.types()
     step = {name: value_expr(ref, graph, plan, layout) for name, ref in zip(op.inputs, node.inputs)}
     step.update(
+        panels={name: layout.panels[ref] for name, ref in zip(op.inputs, node.inputs)
+                if ref in layout.panels},
         template=f"ops/{op.template}.c.j2", op=node.op, attrs=dict(node.attrs),
         layer=safe_comment(node.layer or node.op), ir=safe_comment(format_node(node, with_layer=False)),
         y=value_expr(node.out, graph, plan, layout),
@@ -289,7 +337,7 @@ def train_step_context(node, graph: Graph, layout: TrainLayout) -> dict:
     operands = dict(zip(op.inputs, node.inputs))
     return {**{name: train_expr(ref, graph, layout) for name, ref in operands.items()},
             "template": f"ops/{op.template}.c.j2", "op": node.op, "attrs": dict(node.attrs),
-            "layer": safe_comment(node.layer or node.op),
+            "panels": {}, "layer": safe_comment(node.layer or node.op),
             "ir": safe_comment(format_node(node, with_layer=False)),
             "y": train_expr(node.out, graph, layout),
             "size": {**{name: types[ref].row_size for name, ref in operands.items()},

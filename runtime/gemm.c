@@ -4,7 +4,10 @@
  * C (M, N) = op(A) op(B) + beta C, where op(A) is (M, K) and op(B) is (K, N);
  * op(A) = A^T when trans_a, reading A as (K, M); likewise for B.  Row-major,
  * with leading dimensions lda, ldb, ldc.  beta is 0 (overwrite, C is never read)
- * or 1 (accumulate).
+ * or 1 (accumulate).  An inference weight matrix B (never transposed) may instead come
+ * packed once by dlc as column panels: with panel > 0, columns p * panel.. of B are K
+ * rows of `panel` values at B + p * K * panel, zero-padded past N (see
+ * dlc_b_column), so no product ever copies it.
  *
  * Under GCC or clang the product runs through packed, register-blocked
  * micro-kernels written with vector extensions: op(A) and op(B) are copied
@@ -57,10 +60,19 @@ static inline dlc_real dlc_epilogue1(const dlc_epilogue *ep, size_t j, dlc_real 
     return z;
 }
 
+/* Where column j of an untransposed B starts (row k = 0); *stride receives the distance
+ * between its rows: ldb for a row-major B, `panel` for a panel-packed one. */
+static inline const dlc_real *dlc_b_column(const dlc_real *B, size_t ldb, size_t panel,
+                                           size_t K, size_t j, size_t *stride)
+{
+    *stride = panel ? panel : ldb;
+    return panel ? B + j / panel * K * panel + j % panel : B + j;
+}
+
 /* The reference: C = op(A) op(B) + beta C, then the epilogue, one element at a time. */
 static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t N, size_t K,
                                       const dlc_real *A, size_t lda,
-                                      const dlc_real *B, size_t ldb,
+                                      const dlc_real *B, size_t ldb, size_t panel,
                                       dlc_real beta, dlc_real *C, size_t ldc,
                                       const dlc_epilogue *ep)
 {
@@ -78,9 +90,9 @@ static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t
                     Ci[j] += a * B[j * ldb + k];
                 }
             } else {
-                const dlc_real *Bk = B + k * ldb;
                 for (size_t j = 0; j < N; j++) {
-                    Ci[j] += a * Bk[j];
+                    size_t stride;
+                    Ci[j] += a * dlc_b_column(B, ldb, panel, K, j, &stride)[k * stride];
                 }
             }
         }
@@ -312,7 +324,8 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
  * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
  * DLC_NR-column panel of Bp (L1).  Edge panels are always packed (zero-padded). */
 static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K,
-                                    const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                                    const dlc_real *A, size_t lda,
+                                    const dlc_real *B, size_t ldb, size_t panel,
                                     int accumulate, dlc_real *C, size_t ldc,
                                     const dlc_epilogue *ep, size_t j0, size_t nc)
 {
@@ -326,10 +339,11 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
             const dlc_epilogue *finish = k0 + kc == K ? ep : NULL;
             /* One block of rows uses each panel once: read B in place rather than
              * copy it, where its rows are close enough (1 KiB) for the cache sets.
-             * Likewise A's full panels when its rows are that close. */
+             * Likewise A's full panels when its rows are that close.  A panel-packed
+             * B is read in place whole, its zero padding completing the edge panel. */
             const int direct = !trans_b && M <= DLC_MC && ldb * sizeof(dlc_real) <= 1024;
             const int direct_a = !trans_a && lda * sizeof(dlc_real) <= 1024;
-            const size_t full = direct ? ncc / DLC_NR * DLC_NR : 0;
+            const size_t full = panel ? ncc : direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);
             }
@@ -342,13 +356,15 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                 }
                 for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
                     const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
-                    const dlc_real *panel = jr < full ? B + k0 * ldb + jc + jr : Bp + jr * kc;
-                    const size_t ldbp = jr < full ? ldb : DLC_NR;
+                    size_t ldbp = DLC_NR;
+                    const dlc_real *b = jr < full
+                        ? dlc_b_column(B, ldb, panel, K, jc + jr, &ldbp) + k0 * ldbp
+                        : Bp + jr * kc;
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
                         const int packed = ir >= in_place;
                         dlc_micro_kernel(kc, packed ? Ap + ir * kc : A + (i0 + ir) * lda + k0,
-                                         packed ? 1 : lda, packed ? DLC_MR : 1, panel, ldbp,
+                                         packed ? 1 : lda, packed ? DLC_MR : 1, b, ldbp,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
                     }
@@ -416,29 +432,39 @@ static inline dlc_real dlc_dot(size_t K, const dlc_real *a, size_t step,
 }
 
 /* Few rows and B not transposed (batch-1 inference): no packing; each row
- * streams once through columns j0.. j0+nc of B, eight vectors of sums in registers. */
+ * streams once through columns j0.. j0+nc of B, eight vectors of sums in registers.
+ * Vector v of a block starts (v / per) panels and (v % per) vectors after the first,
+ * per vectors to a panel: all eight in one row-major "panel" unless B is panel-packed. */
 static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
-                                 const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                                 const dlc_real *A, size_t lda,
+                                 const dlc_real *B, size_t ldb, size_t panel,
                                  int accumulate, dlc_real *C, size_t ldc,
                                  const dlc_epilogue *ep, size_t j0, size_t nc)
 {
-    const size_t end = j0 + nc;
+    const size_t end = j0 + nc, per = panel ? panel / DLC_VL : 8, apart = K * panel;
+    const size_t o1 = 1 / per * apart + 1 % per * DLC_VL, o2 = 2 / per * apart + 2 % per * DLC_VL;
+    const size_t o3 = 3 / per * apart + 3 % per * DLC_VL, o4 = 4 / per * apart + 4 % per * DLC_VL;
+    const size_t o5 = 5 / per * apart + 5 % per * DLC_VL, o6 = 6 / per * apart + 6 % per * DLC_VL;
+    const size_t o7 = 7 / per * apart + 7 % per * DLC_VL;
     for (size_t i = 0; i < M; i++) {
         dlc_real *Ci = C + i * ldc;
-        size_t j = j0;
+        const dlc_real *Ai = A + (trans_a ? i : i * lda);
+        const size_t a_step = trans_a ? lda : 1;
+        size_t j = j0, stride;
         for (; j + 8 * DLC_VL <= end; j += 8 * DLC_VL) {
+            const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
             dlc_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0};
             for (size_t k = 0; k < K; k++) {
-                const dlc_real a = trans_a ? A[k * lda + i] : A[i * lda + k];
-                const dlc_real *Bk = B + k * ldb + j;
-                s0 += a * dlc_load(Bk + 0 * DLC_VL);
-                s1 += a * dlc_load(Bk + 1 * DLC_VL);
-                s2 += a * dlc_load(Bk + 2 * DLC_VL);
-                s3 += a * dlc_load(Bk + 3 * DLC_VL);
-                s4 += a * dlc_load(Bk + 4 * DLC_VL);
-                s5 += a * dlc_load(Bk + 5 * DLC_VL);
-                s6 += a * dlc_load(Bk + 6 * DLC_VL);
-                s7 += a * dlc_load(Bk + 7 * DLC_VL);
+                const dlc_real a = Ai[k * a_step];
+                const dlc_real *Bk = b + k * stride;
+                s0 += a * dlc_load(Bk);
+                s1 += a * dlc_load(Bk + o1);
+                s2 += a * dlc_load(Bk + o2);
+                s3 += a * dlc_load(Bk + o3);
+                s4 += a * dlc_load(Bk + o4);
+                s5 += a * dlc_load(Bk + o5);
+                s6 += a * dlc_load(Bk + o6);
+                s7 += a * dlc_load(Bk + o7);
             }
             dlc_store_row(Ci, j + 0 * DLC_VL, s0, accumulate, ep);
             dlc_store_row(Ci, j + 1 * DLC_VL, s1, accumulate, ep);
@@ -450,12 +476,12 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
             dlc_store_row(Ci, j + 7 * DLC_VL, s7, accumulate, ep);
         }
         for (; j + DLC_VL <= end; j += DLC_VL) {
-            dlc_store_row(Ci, j, dlc_dot_vec(K, A + (trans_a ? i : i * lda), trans_a ? lda : 1,
-                                              B + j, ldb), accumulate, ep);
+            const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
+            dlc_store_row(Ci, j, dlc_dot_vec(K, Ai, a_step, b, stride), accumulate, ep);
         }
         for (; j < end; j++) {
-            const dlc_real s = dlc_dot(K, A + (trans_a ? i : i * lda), trans_a ? lda : 1,
-                                       B + j, ldb);
+            const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
+            const dlc_real s = dlc_dot(K, Ai, a_step, b, stride);
             Ci[j] = dlc_epilogue1(ep, j, s + (accumulate ? Ci[j] : 0));
         }
     }
@@ -465,7 +491,7 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
  * all of K: any split sums every element in the same order. */
 typedef struct {
     int trans_a, trans_b, accumulate;
-    size_t M, N, K, lda, ldb, ldc, width;
+    size_t M, N, K, lda, ldb, panel, ldc, width;
     const dlc_real *A, *B;
     dlc_real *C;
     const dlc_epilogue *ep;
@@ -475,23 +501,24 @@ static inline void dlc_gemm_task(const dlc_gemm_plan *p, size_t t)
 {
     const size_t j0 = t * p->width, nc = p->N - j0 < p->width ? p->N - j0 : p->width;
     if (p->M < DLC_SMALL_M && !p->trans_b) {
-        dlc_gemm_rows(p->trans_a, p->M, p->K, p->A, p->lda, p->B, p->ldb, p->accumulate,
+        dlc_gemm_rows(p->trans_a, p->M, p->K, p->A, p->lda, p->B, p->ldb, p->panel, p->accumulate,
                       p->C, p->ldc, p->ep, j0, nc);
     } else {
         dlc_gemm_columns(p->trans_a, p->trans_b, p->M, p->K, p->A, p->lda, p->B, p->ldb,
-                         p->accumulate, p->C, p->ldc, p->ep, j0, nc);
+                         p->panel, p->accumulate, p->C, p->ldc, p->ep, j0, nc);
     }
 }
 
 static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K,
-                               const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                               const dlc_real *A, size_t lda,
+                               const dlc_real *B, size_t ldb, size_t panel,
                                dlc_real beta, dlc_real *C, size_t ldc, const dlc_epilogue *ep)
 {
     if (M == 0 || N == 0) {
         return;
     }
     if (K == 0) {
-        dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, ep);
+        dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, beta, C, ldc, ep);
         return;
     }
     /* A product of few rows streams B from memory: worth two cores from 2^17 values of B. */
@@ -503,7 +530,7 @@ static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, siz
     const size_t step = M < DLC_SMALL_M && !trans_b ? 8 * DLC_VL : DLC_NR;
     const size_t width = ((N + parts - 1) / parts + step - 1) / step * step;
     const size_t n_tasks = (N + width - 1) / width;
-    const dlc_gemm_plan p = {trans_a, trans_b, beta != 0, M, N, K, lda, ldb, ldc, width,
+    const dlc_gemm_plan p = {trans_a, trans_b, beta != 0, M, N, K, lda, ldb, panel, ldc, width,
                              A, B, C, ep};
     if (n_tasks > 1) {
 #ifdef _OPENMP
@@ -520,10 +547,11 @@ static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, siz
 #else
 
 static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K,
-                               const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                               const dlc_real *A, size_t lda,
+                               const dlc_real *B, size_t ldb, size_t panel,
                                dlc_real beta, dlc_real *C, size_t ldc, const dlc_epilogue *ep)
 {
-    dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, ep);
+    dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, beta, C, ldc, ep);
 }
 
 #endif
@@ -534,17 +562,17 @@ static inline void dlc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t
                             dlc_real beta, dlc_real *C, size_t ldc)
 {
     const dlc_epilogue none = {NULL, DLC_ACT_NONE, 0};
-    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, &none);
+    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, beta, C, ldc, &none);
 }
 
 /* C = act(op(A) op(B) + bias): a dense layer's product with its bias and a
  * piecewise linear activation applied while the tile is in registers. */
 static inline void dlc_gemm_bias_act(int trans_a, int trans_b, size_t M, size_t N, size_t K,
                                      const dlc_real *A, size_t lda,
-                                     const dlc_real *B, size_t ldb,
+                                     const dlc_real *B, size_t ldb, size_t panel,
                                      dlc_real *C, size_t ldc,
                                      const dlc_real *bias, int act, dlc_real alpha)
 {
     const dlc_epilogue ep = {bias, act, alpha};
-    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, C, ldc, &ep);
+    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, 0, C, ldc, &ep);
 }

@@ -36,16 +36,16 @@ static inline void dlc_activation(size_t n, int act, dlc_real alpha,
     }
 }
 
-/* Dense layer: x is (rows, n_in), W is (n_in, n_out), b is (n_out),
- * y is (rows, n_out) = act(x W + b).  The bias and a piecewise linear
- * activation run in the matrix multiply's epilogue; sigmoid and tanh, which
- * cost more than the pass over y, follow it. */
+/* Dense layer: x is (rows, n_in), W is (n_in, n_out), row-major or, with panel > 0,
+ * packed by dlc as column panels (see dlc_b_column), b is (n_out), y is (rows, n_out)
+ * = act(x W + b).  The bias and a piecewise linear activation run in the matrix
+ * multiply's epilogue; sigmoid and tanh, which cost more than the pass over y, follow it. */
 static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
-                             const dlc_real *x, const dlc_real *W, const dlc_real *b,
-                             dlc_real *y, int act, dlc_real alpha)
+                             const dlc_real *x, const dlc_real *W, size_t panel,
+                             const dlc_real *b, dlc_real *y, int act, dlc_real alpha)
 {
     const int fused = act == DLC_ACT_RELU || act == DLC_ACT_LEAKY_RELU;
-    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, y, n_out,
+    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out,
                       b, fused ? act : DLC_ACT_NONE, alpha);
     if (!fused && act != DLC_ACT_NONE) {
         dlc_activation(rows * n_out, act, alpha, y, y);

@@ -12,7 +12,7 @@ import pytest
 
 from dlc import ops
 from dlc.build import build
-from dlc.codegen import generate_gemm_module
+from dlc.codegen import PANEL_BYTES, as_panels, generate_gemm_module
 
 DTYPES = {np.float32: "f32", np.float64: "f64"}
 FLAG_SETS = {
@@ -130,22 +130,34 @@ def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype
     assert not np.array_equal(results[1], C0)
 
 
+def dense_layer(x, W, b, activation, flags="native", packing="row-major", threads=1):
+    """y = act(x W + b) by the runtime's dense kernel, W row-major or panel-packed."""
+    rows, (n_in, n_out) = x.shape[0], W.shape
+    panel = PANEL_BYTES // W.itemsize if packing == "panels" else 0
+    weights = np.ascontiguousarray(as_panels(W, panel) if panel else W)
+    y = np.full((rows, n_out), np.nan, W.dtype)
+    ffi, lib = gemm_module(W.dtype.type, flags)
+    lib.dlc_set_threads(threads)
+    lib.dlc_dense_layer(rows, n_in, n_out, c_pointer(ffi, x), c_pointer(ffi, weights), panel,
+                        c_pointer(ffi, b), c_pointer(ffi, y), ACTIVATIONS[activation], 0.1, 1)
+    return y
+
+
+@pytest.mark.parametrize("packing", ["row-major", "panels"])
 @pytest.mark.parametrize("flags", sorted(FLAG_SETS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("rows,n_in,n_out", [(1, 300, 70), (2, 5, 3), (7, 64, 33), (64, 29, 300)])
-def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags):
-    """Bias and activation in the kernel epilogue, on full and edge tiles; the reference
-    is dlc's NumPy op evaluated on the exact product."""
+@pytest.mark.parametrize("rows,n_in,n_out", [(1, 300, 70), (1, 32, 10), (2, 5, 3), (7, 64, 33),
+                                             (64, 29, 300), (200, 64, 10)])
+def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags, packing):
+    """Bias and activation in the kernel epilogue, on full and edge tiles, with the weights
+    row-major or panel-packed (inference); the reference is dlc's NumPy op evaluated on
+    the exact product."""
     rng = np.random.default_rng(rows + n_in + n_out)
     x, W = rng.normal(size=(rows, n_in)), rng.normal(size=(n_in, n_out))
     b = rng.normal(size=n_out)
     x, W, b = x.astype(dtype), W.astype(dtype), b.astype(dtype)
-    y = np.full((rows, n_out), np.nan, dtype)
-    ffi, lib = gemm_module(dtype, flags)
-    lib.dlc_set_threads(1)
-    lib.dlc_dense_layer(rows, n_in, n_out, c_pointer(ffi, x), c_pointer(ffi, W), c_pointer(ffi, b),
-                        c_pointer(ffi, y), ACTIVATIONS[activation], 0.1, 1)
+    y = dense_layer(x, W, b, activation, flags, packing)
     z = x.astype(np.float64) @ W.astype(np.float64) + b
     expected = ops.ACTIVATIONS[activation](z, 0.1)
     slope = 1.0 if activation in ("none", "relu", "leaky_relu") else 0.25   # |d act / dz| <= slope
@@ -155,6 +167,25 @@ def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags
     worst = np.argmax(error - bound)
     assert np.all(error <= bound), (f"error {error.flat[worst]:.3g} > bound "
                                     f"{bound.flat[worst]:.3g} at {worst}")
+
+
+@pytest.mark.parametrize("rows,n_in,n_out", [(1, 700, 300), (3, 100, 520), (300, 90, 333)])
+def test_panel_packed_dense_identical_for_any_thread_count(rows, n_in, n_out):
+    rng = np.random.default_rng(rows)
+    x, W, b = (rng.normal(size=s).astype(np.float32) for s in ((rows, n_in), (n_in, n_out), n_out))
+    one = dense_layer(x, W, b, "relu", packing="panels")
+    assert np.isfinite(one).all()
+    for threads in (2, 3):
+        np.testing.assert_array_equal(dense_layer(x, W, b, "relu", packing="panels",
+                                                  threads=threads), one)
+
+
+def test_panels_are_the_columns_in_cache_line_strips():
+    W = np.arange(3 * 20, dtype=np.float32).reshape(3, 20)
+    packed = as_panels(W, 16).reshape(2, 3, 16)
+    np.testing.assert_array_equal(packed[0], W[:, :16])
+    np.testing.assert_array_equal(packed[1, :, :4], W[:, 16:])
+    assert not packed[1, :, 4:].any()
 
 
 def test_set_threads_reports_the_count_in_effect():

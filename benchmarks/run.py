@@ -280,16 +280,17 @@ def training_engines(w, batch: int, threads: int, X, Y):
     return engines, notes
 
 
-STEPS = {"small": 100, "mnist": 16, "wide": 4}
+STEPS = {"small": 100, "mnist": 16, "wide": 8}
 
 
 def bench_training(w, threads_list, quick: bool) -> None:
     rows, notes = [], []
     runs, min_seconds = (3, 0.01) if quick else (7, 0.1)
     rng = np.random.default_rng(1)
+    steps = max(1, STEPS[w.name] // (4 if quick else 1))
     for threads in threads_list:
         for batch in (64, 256):
-            n = batch * max(1, STEPS[w.name] // (4 if quick else 1))
+            n = batch * steps
             X = rng.normal(size=(n, w.sizes[0])).astype(np.float32)
             Y = rng.integers(0, w.sizes[-1], size=n)
             try:
@@ -309,8 +310,9 @@ def bench_training(w, threads_list, quick: bool) -> None:
                          fmt(values["PyTorch"], "samples/s"), fmt(values["NumPy"], "samples/s"),
                          ratio(values["dlc"], values["PyTorch"], True, target),
                          ratio(values["dlc"], values["NumPy"], True)])
-    notes.append("one epoch of full steps (forward, loss, backward, Adam) over shuffled data; "
-                 "PyTorch eager with CrossEntropyLoss on logits")
+    notes.append(f"one epoch of {steps} full steps (forward, "
+                 "loss, backward, Adam) over shuffled data; PyTorch eager with "
+                 "CrossEntropyLoss on logits")
     table(f"{w.name} {w.describe()}: training samples/s, float32",
           ["threads", "batch", "dlc", "PyTorch", "NumPy", "dlc vs PyTorch", "dlc vs NumPy"],
           rows, notes)

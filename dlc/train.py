@@ -284,7 +284,9 @@ class Trainer:
         self._write_back()
 
     def _write_back(self) -> None:
-        self.net.set_params({ref[1:]: self.views[ref] for ref in self._model_refs()})
+        # Copies, not views, so the model never aliases the training state; no checks,
+        # as set_params would make: the values come from the state block itself.
+        self.net.params.update({ref[1:]: self.views[ref].copy() for ref in self._model_refs()})
 
     # ------------------------------------------------------------ data
 
@@ -348,7 +350,7 @@ class Trainer:
                          self.net.n_inputs, self.dtype, what="augment(X)")
             if X.shape[0] != T.shape[0]:
                 raise ValueError(f"augment(X) returned {X.shape[0]} rows for {T.shape[0]}")
-        snapshot = self.state.copy()
+        snapshot = self._snapshot_state()
         start = time.perf_counter()
         loss_sum, steps, finite = self.backend.run_epoch(self.state, X, T, order, batch_size,
                                                          lr, self.seed, self.step)
@@ -365,6 +367,14 @@ class Trainer:
         self._write_back()
         return {"epoch": self.epoch, "loss": loss_sum / n_used, "lr": lr,
                 "samples_per_second": n_used / max(seconds, 1e-9)}
+
+    def _snapshot_state(self) -> np.ndarray:
+        """A copy of the state block to restore if the epoch diverges, in a buffer kept
+        from epoch to epoch (a fresh array of that size would page-fault all over again)."""
+        if getattr(self, "_snapshot", None) is None or self._snapshot.shape != self.state.shape:
+            self._snapshot = np.empty_like(self.state)
+        np.copyto(self._snapshot, self.state)
+        return self._snapshot
 
     def _dev_set(self, dev):
         if not isinstance(dev, (tuple, list)) or len(dev) != 2:

@@ -104,8 +104,8 @@ def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
     offsets, size = {}, 0
     for ref, param in graph.params.items():
         offsets[ref] = size
-        value = param.value
-        size += aligned(as_panels(value, panels[ref]).size if ref in panels else value.size)
+        size += aligned(panels_size(param.value.shape, panels[ref]) if ref in panels
+                        else param.value.size)
     return ParamLayout(offsets, max(size, 1), panels)
 
 
@@ -114,6 +114,12 @@ def weight_panels(graph: Graph) -> dict:
     width = PANEL_BYTES // DTYPES[graph.dtype].itemsize
     return {node.inputs[1]: width for node in graph.nodes
             if node.op == "dense" and node.inputs[1] in graph.params}
+
+
+def panels_size(shape: tuple, width: int) -> int:
+    """Values in the panel-packed form of a (K, N) matrix."""
+    K, N = shape
+    return K * -(-N // width) * width
 
 
 def as_panels(W: np.ndarray, width: int) -> np.ndarray:

@@ -12,7 +12,8 @@
  * Under GCC or clang the product runs through packed, register-blocked
  * micro-kernels written with vector extensions: op(A) and op(B) are copied
  * block by block into contiguous panels (which is where the transposes
- * happen), and a micro-kernel keeps a DLC_MR x DLC_NR tile of C in twelve
+ * happen; untransposed rows close together, and panel-packed weights, are read
+ * in place), and a micro-kernel keeps a DLC_MR x DLC_NR tile of C in twelve
  * named vector variables (an array would be spilled to the stack).  A product
  * of fewer than DLC_SMALL_M rows (batch-1 inference) streams through B without
  * packing.  OpenMP threads split C by columns only, never along K, and at the
@@ -322,7 +323,8 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
 /* One task: columns j0.. j0+nc of C, all rows, all of K.  For each block of
  * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L2) and reused by
  * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
- * DLC_NR-column panel of Bp (L1).  Edge panels are always packed (zero-padded). */
+ * DLC_NR-column panel of Bp (L1).  Edge panels of a row-major B are packed
+ * (zero-padded); a panel-packed B has its zero padding already. */
 static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K,
                                     const dlc_real *A, size_t lda,
                                     const dlc_real *B, size_t ldb, size_t panel,

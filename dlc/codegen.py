@@ -353,40 +353,54 @@ def train_step_context(node, graph: Graph, layout: TrainLayout) -> dict:
 
 
 def train_steps(graph: Graph, layout: TrainLayout) -> list:
-    """The step contexts in graph order, where Adam's three element-wise passes over a
-    parameter (ewma, ewma_sq, adam_step, all in place) become one pass."""
+    """The step contexts in graph order, where an optimizer's element-wise passes over a
+    parameter (its moments, then the step, all in place) become one pass."""
     nodes, steps, i = graph.nodes, [], 0
     while i < len(nodes):
-        if is_adam_update(nodes[i:i + 3], layout):
-            steps.append(adam_update_context(nodes[i:i + 3], graph, layout))
-            i += 3
+        for ops, connected, context in FUSED_UPDATES:
+            group = nodes[i:i + len(ops)]
+            if (tuple(node.op for node in group) == ops and connected(*group)
+                    and all(node.out in layout.in_place for node in group)):
+                steps.append(context(graph, layout, *group))
+                i += len(ops)
+                break
         else:
             steps.append(train_step_context(nodes[i], graph, layout))
             i += 1
     return steps
 
 
-def is_adam_update(group, layout: TrainLayout) -> bool:
-    if [node.op for node in group] != ["ewma", "ewma_sq", "adam_step"]:
-        return False
-    first, second, adam = group
-    return (adam.inputs[1:3] == (first.out, second.out) and first.inputs[1] == second.inputs[1]
-            and all(node.out in layout.in_place for node in group))
+def update_context(kind: str, graph: Graph, layout: TrainLayout, group, W: str, **refs) -> dict:
+    """The context of templates/{kind}_update.c.j2: the parameter W, the moments and the
+    gradient named by ``refs``, the last node's attributes and the moments' betas."""
+    step = group[-1]
+    expr = lambda ref: train_expr(ref, graph, layout)       # noqa: E731
+    return {"template": f"{kind}_update.c.j2", "layer": safe_comment(step.layer or kind),
+            "ir": safe_comment(", ".join(n.out for n in group) + " = "
+                               + ", ".join(n.op for n in group)
+                               + f" of {layout.in_place[step.out]} in one pass"),
+            "size": step.type.row_size, "W": expr(W), "attrs": dict(step.attrs),
+            "betas": [n.attrs["beta"] for n in group[:-1]],
+            **{name: expr(ref) for name, ref in refs.items()}}
 
 
-def adam_update_context(group, graph: Graph, layout: TrainLayout) -> dict:
-    first, second, adam = group
-    W, _, _, lr, t = (train_expr(ref, graph, layout) for ref in adam.inputs)
-    param = layout.in_place[adam.out]
-    return {"template": "adam_update.c.j2", "layer": safe_comment(adam.layer or "adam"),
-            "ir": safe_comment(f"{first.out}, {second.out}, {adam.out} = ewma, ewma_sq, "
-                               f"adam_step of {param} in one pass"),
-            "size": adam.type.row_size, "W": W, "lr": lr, "t": t,
-            "m": train_expr(first.inputs[0], graph, layout),
-            "s": train_expr(second.inputs[0], graph, layout),
-            "g": train_expr(first.inputs[1], graph, layout),
-            "beta_m": first.attrs["beta"], "beta_s": second.attrs["beta"],
-            "attrs": dict(adam.attrs)}
+FUSED_UPDATES = [
+    (("ewma", "ewma_sq", "adam_step"),
+     lambda m, s, step: step.inputs[1:3] == (m.out, s.out) and m.inputs[1] == s.inputs[1],
+     lambda graph, layout, m, s, step: update_context(
+         "adam", graph, layout, (m, s, step), step.inputs[0], m=m.inputs[0], s=s.inputs[0],
+         g=m.inputs[1], lr=step.inputs[3], t=step.inputs[4])),
+    (("ewma", "sgd_step"),
+     lambda v, step: step.inputs[1] == v.out,
+     lambda graph, layout, v, step: update_context(
+         "momentum", graph, layout, (v, step), step.inputs[0], v=v.inputs[0], g=v.inputs[1],
+         lr=step.inputs[2])),
+    (("ewma_sq", "rmsprop_step"),
+     lambda s, step: step.inputs[2] == s.out and step.inputs[1] == s.inputs[1],
+     lambda graph, layout, s, step: update_context(
+         "rmsprop", graph, layout, (s, step), step.inputs[0], s=s.inputs[0], g=s.inputs[1],
+         lr=step.inputs[3])),
+]
 
 
 def train_context(graph: Graph) -> dict:

@@ -423,38 +423,86 @@ static inline void dlc_adam_step(size_t n, dlc_real lr, dlc_real t, double beta1
     }
 }
 
-/* Adam's whole update of one parameter in one pass over W, m, s and the gradient g: the
- * moments as dlc_ewma and dlc_ewma_sq compute them, then dlc_adam_step, all in place.
- * c1 and c2 are the bias corrections; _part works on elements [begin, end). */
-static inline void dlc_adam_part(size_t begin, size_t end, dlc_real lr, dlc_real c1,
-                                 dlc_real c2, dlc_real beta_m, dlc_real beta_s, dlc_real eps,
-                                 dlc_real *W, dlc_real *m, dlc_real *s, const dlc_real *g)
+/* An optimizer's whole update of one parameter in one pass over W, its moments and the
+ * gradient g, all in place, each value computed as the separate element-wise kernels
+ * above (dlc_ewma, dlc_ewma_sq, then the step) compute it. */
+enum { DLC_UPDATE_MOMENTUM, DLC_UPDATE_RMSPROP, DLC_UPDATE_ADAM };
+
+typedef struct {
+    int kind;
+    dlc_real lr, beta_m, beta_s, eps;
+    dlc_real c1, c2;          /* Adam's bias corrections 1 - beta^t */
+    dlc_real *W, *m, *s;      /* m: Momentum's and Adam's first moment; s: the second */
+    const dlc_real *g;
+} dlc_update;
+
+static inline void dlc_update_part(const dlc_update *u, size_t begin, size_t end)
 {
-    for (size_t i = begin; i < end; i++) {
-        const dlc_real mi = beta_m * m[i] + (1 - beta_m) * g[i];
-        const dlc_real si = beta_s * s[i] + (1 - beta_s) * (g[i] * g[i]);
-        m[i] = mi;
-        s[i] = si;
-        W[i] = W[i] - lr * (mi / c1) / (dlc_sqrt(si / c2) + eps);
+    dlc_real *W = u->W, *m = u->m, *s = u->s;
+    const dlc_real *g = u->g;
+    const dlc_real lr = u->lr, beta_m = u->beta_m, beta_s = u->beta_s, eps = u->eps;
+    switch (u->kind) {
+    case DLC_UPDATE_MOMENTUM:
+        for (size_t i = begin; i < end; i++) {
+            m[i] = beta_m * m[i] + (1 - beta_m) * g[i];
+            W[i] = W[i] - lr * m[i];
+        }
+        break;
+    case DLC_UPDATE_RMSPROP:
+        for (size_t i = begin; i < end; i++) {
+            s[i] = beta_s * s[i] + (1 - beta_s) * (g[i] * g[i]);
+            W[i] = W[i] - lr * g[i] / (dlc_sqrt(s[i]) + eps);
+        }
+        break;
+    default:
+        for (size_t i = begin; i < end; i++) {
+            const dlc_real mi = beta_m * m[i] + (1 - beta_m) * g[i];
+            const dlc_real si = beta_s * s[i] + (1 - beta_s) * (g[i] * g[i]);
+            m[i] = mi;
+            s[i] = si;
+            W[i] = W[i] - lr * (mi / u->c1) / (dlc_sqrt(si / u->c2) + eps);
+        }
     }
 }
 
-static inline void dlc_adam_update(size_t n, dlc_real lr, dlc_real t, dlc_real beta_m,
-                                   dlc_real beta_s, double beta1, double beta2, dlc_real eps,
-                                   dlc_real *W, dlc_real *m, dlc_real *s, const dlc_real *g)
+static inline void dlc_update_run(const dlc_update *u, size_t n)
 {
-    const dlc_real c1 = (dlc_real)(1.0 - pow(beta1, (double)t));
-    const dlc_real c2 = (dlc_real)(1.0 - pow(beta2, (double)t));
     const size_t parts = dlc_parts(n);
     if (parts == 1) {
-        dlc_adam_part(0, n, lr, c1, c2, beta_m, beta_s, eps, W, m, s, g);
+        dlc_update_part(u, 0, n);
         return;
     }
 #ifdef _OPENMP
     #pragma omp parallel for schedule(static) num_threads((int)parts)
 #endif
     for (size_t k = 0; k < parts; k++) {
-        dlc_adam_part(n * k / parts, n * (k + 1) / parts, lr, c1, c2, beta_m, beta_s, eps,
-                      W, m, s, g);
+        dlc_update_part(u, n * k / parts, n * (k + 1) / parts);
     }
+}
+
+/* Momentum: v = beta v + (1 - beta) g, W -= lr v. */
+static inline void dlc_momentum_update(size_t n, dlc_real lr, dlc_real beta, dlc_real *W,
+                                       dlc_real *v, const dlc_real *g)
+{
+    const dlc_update u = {DLC_UPDATE_MOMENTUM, lr, beta, 0, 0, 1, 1, W, v, NULL, g};
+    dlc_update_run(&u, n);
+}
+
+/* RMSProp: s = beta s + (1 - beta) g^2, W -= lr g / (sqrt(s) + eps). */
+static inline void dlc_rmsprop_update(size_t n, dlc_real lr, dlc_real beta, dlc_real eps,
+                                      dlc_real *W, dlc_real *s, const dlc_real *g)
+{
+    const dlc_update u = {DLC_UPDATE_RMSPROP, lr, 0, beta, eps, 1, 1, W, NULL, s, g};
+    dlc_update_run(&u, n);
+}
+
+/* Adam, its bias corrections computed in double precision as dlc_adam_step does. */
+static inline void dlc_adam_update(size_t n, dlc_real lr, dlc_real t, dlc_real beta_m,
+                                   dlc_real beta_s, double beta1, double beta2, dlc_real eps,
+                                   dlc_real *W, dlc_real *m, dlc_real *s, const dlc_real *g)
+{
+    const dlc_update u = {DLC_UPDATE_ADAM, lr, beta_m, beta_s, eps,
+                          (dlc_real)(1.0 - pow(beta1, (double)t)),
+                          (dlc_real)(1.0 - pow(beta2, (double)t)), W, m, s, g};
+    dlc_update_run(&u, n);
 }

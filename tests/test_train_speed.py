@@ -54,14 +54,20 @@ def test_dropout_masks_match_the_reference(keep_prob):
     assert_same_state(c, ref)
 
 
-def test_adam_is_one_fused_pass_per_parameter_and_matches_the_reference():
+@pytest.mark.parametrize("optimizer, fused, unfused", [
+    (lambda: dlc.Adam(lr=0.01), "dlc_adam_update(", ("dlc_adam_step(", "dlc_ewma_sq(")),
+    (lambda: dlc.Momentum(lr=0.05, beta=0.9), "dlc_momentum_update(", ("dlc_sgd_step(",)),
+    (lambda: dlc.RMSProp(lr=0.01), "dlc_rmsprop_update(", ("dlc_rmsprop_step(", "dlc_ewma_sq(")),
+])
+def test_optimizer_update_is_one_fused_pass_per_parameter_and_matches_the_reference(
+        optimizer, fused, unfused):
     make = lambda: wide_net(300, 0.8)          # noqa: E731
-    c, ref = train_both(make, lambda: dlc.Adam(lr=0.01))
+    c, ref = train_both(make, optimizer)
     assert_same_state(c, ref)
     trainable = [ref for ref, param in c.graph.params.items() if param.trainable]
     step = c.c_source.split("static void train_step(")[1]
-    assert step.count("dlc_adam_update(") == len(trainable) >= 8
-    assert "dlc_adam_step(" not in step and "dlc_ewma_sq(" not in step
+    assert step.count(fused) == len(trainable) >= 8
+    assert not any(call in step for call in unfused)
 
 
 def test_threads_give_the_same_bits_as_one_thread():

@@ -158,3 +158,19 @@ def test_predict_takes_byte_swapped_and_read_only_input(lib):
     readonly.flags.writeable = False
     for variant in (swapped, readonly):
         np.testing.assert_allclose(lib.predict(variant), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_finiteness_check_at_the_edges(dtype):
+    """C checks the input on its bits: the largest finite values and denormals pass,
+    every NaN and infinity is caught (and the row named)."""
+    lib = dlc.compile(small_net(dtype))
+    info = np.finfo(dtype)
+    edges = np.array([[info.max, -info.max, info.smallest_subnormal, -0.0]], dtype)
+    np.testing.assert_allclose(lib.predict(edges), dlc.reference(small_net(dtype)).predict(edges),
+                               rtol=1e-5)
+    for bad in (np.inf, -np.inf, np.nan, -np.nan):
+        X = np.zeros((3, 4), dtype)
+        X[2, 3] = bad
+        with pytest.raises(ValueError, match="first at row 2"):
+            lib.predict(X)

@@ -68,6 +68,13 @@ static PyObject *predict(PyObject *module, PyObject *const *args, Py_ssize_t nar
     const void *params = address(entry, ENTRY_PARAMS);
     void *workspace = PyLong_AsVoidPtr(args[2]);
     int threads = (int)integer(entry, ENTRY_THREADS);
+    if (!function || PyErr_Occurred()) {        /* not addresses: never call through them */
+        Py_DECREF(y);
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "predict: no function address in the entry");
+        }
+        return NULL;
+    }
     const void *in = PyArray_DATA(x);
     void *out = PyArray_DATA((PyArrayObject *)y);
     size_t batch = (size_t)shape[0];

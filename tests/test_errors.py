@@ -174,3 +174,17 @@ def test_finiteness_check_at_the_edges(dtype):
         X[2, 3] = bad
         with pytest.raises(ValueError, match="first at row 2"):
             lib.predict(X)
+
+
+def test_fast_call_refuses_entries_without_addresses(lib):
+    """The C entry of predict never calls through something that is not an address."""
+    X = np.ones((2, 4), np.float32)
+    lib.predict(X)
+    fast, entry, workspace = lib._fastcall, lib._entry, lib._local.workspace
+    with pytest.raises(ValueError, match="no function address"):
+        fast.predict((0,) + entry[1:], X, workspace)
+    with pytest.raises(TypeError):
+        fast.predict(("not an address",) + entry[1:], X, workspace)
+    with pytest.raises(TypeError, match="predict.entry, x, workspace"):
+        fast.predict(entry[:3], X, workspace)
+    assert fast.predict(entry, X.astype(np.float64), workspace) is None    # not a fit

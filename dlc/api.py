@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +42,15 @@ def reference(net: Model) -> Reference:
 class CompiledModel:
     """An inference library built from the model; weights are copied in at compile time."""
 
-    def __init__(self, graph: Graph, ffi, lib, context: dict, source: str, threads: int = 1):
+    def __init__(self, graph: Graph, ffi, lib, context: dict, source: str, threads: int = 1,
+                 cc=None):
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
         self.n_inputs, self.n_outputs = context["n_inputs"], context["n_outputs"]
         self.dtype = next(iter(graph.inputs.values())).np_dtype
         self.params = pack_params(graph, context["layout"], self.dtype)
         self.workspace_bytes = context["workspace_bytes"]
         self._local = threading.local()
-        self._fastcall = fastcall()
+        self._fastcall = fastcall(cc)
         self.threads = threads
 
     def predict(self, X) -> np.ndarray:
@@ -94,10 +94,10 @@ class CompiledModel:
         return str(self.graph)
 
 
-@lru_cache(maxsize=1)
-def fastcall():
-    """The module that calls dlc_predict from Python (dlc/_fastcall.c), built once."""
-    return build_extension(Path(__file__).with_name("_fastcall.c"),
+def fastcall(cc=None):
+    """The module that calls dlc_predict from Python (dlc/_fastcall.c), built by the
+    compiler that built the model, once (then cached on disk and in the process)."""
+    return build_extension(Path(__file__).with_name("_fastcall.c"), cc=cc,
                            include=np.get_include(), version=np.__version__)
 
 
@@ -128,4 +128,4 @@ def compile_graph(graph: Graph, *, cc=None, flags=DEFAULT_FLAGS,
     threads = check_threads(threads)
     header, source, context = generate_module(graph, tile_rows)
     ffi, lib = build(header, source, cc=cc, flags=flags)
-    return CompiledModel(graph, ffi, lib, context, source, threads)
+    return CompiledModel(graph, ffi, lib, context, source, threads, cc)

@@ -1,5 +1,6 @@
 """The build: strict C, the content-addressed cache, concurrency and compiler errors."""
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -125,6 +126,17 @@ def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", "no-such-cc-1234")
     with pytest.raises(build.BuildError, match="C compiler 'no-such-cc-1234' not found"):
         dlc.compile(net_named("m"))
+
+
+def test_the_compiler_given_builds_everything(monkeypatch, tmp_path):
+    """cc= reaches every build, the module predict calls through included: $CC naming
+    no compiler does not matter then."""
+    real = shutil.which("cc") or shutil.which("gcc")
+    monkeypatch.setenv("DLC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-cc-1234")
+    lib = dlc.compile(net_named("m"), cc=real)
+    X = np.random.default_rng(0).normal(size=(3, 6))
+    assert_matches(lib.predict(X), dlc.reference(net_named("m")).predict(X), np.float64)
 
 
 def test_failing_compiler_shows_its_message(monkeypatch, tmp_path):

@@ -109,6 +109,11 @@ def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
     return ParamLayout(offsets, max(size, 1), panels)
 
 
+def inference_layout(graph: Graph) -> ParamLayout:
+    """The parameter block of an inference library or export: dense weights as panels."""
+    return param_layout(graph, weight_panels(graph))
+
+
 def weight_panels(graph: Graph) -> dict:
     """The weight matrices of an inference graph's dense layers, with their panel width."""
     width = PANEL_BYTES // DTYPES[graph.dtype].itemsize
@@ -160,7 +165,7 @@ def forward_context(graph: Graph, tile_rows: int = TILE_ROWS, prefix: str = "") 
     out_ref, = graph.outputs
     out_type = graph.types()[out_ref]
     plan = plan_memory(graph, tile_rows, exclude={out_ref})
-    layout = param_layout(graph, weight_panels(graph))
+    layout = inference_layout(graph)
     steps = [node_step(node, graph, plan, layout) for node in graph.nodes]
     if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
         steps.append({"template": "copy.c.j2", "layer": "output", "ir": "copy to output",

@@ -19,8 +19,8 @@ import numpy as np
 
 from .api import _check_model
 from .build import BuildError, compiler_command, run_compiler
-from .codegen import (TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export, pack_params,
-                      param_layout, weight_panels)
+from .codegen import (TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export,
+                      inference_layout, pack_params)
 from .inspect import Inspection, inspect_graph
 from .lower import lower
 from .passes import INFERENCE_PIPELINE
@@ -93,7 +93,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / f"{name}.weights" if weights == "file" else None
-    block = pack_params(graph, param_layout(graph, weight_panels(graph)), np.dtype(net.dtype))
+    block = pack_params(graph, inference_layout(graph), np.dtype(net.dtype))
     header, source, context = generate_export(
         graph, name, block, inspection.summary_lines(),
         weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows)

@@ -212,10 +212,10 @@ def generate_module(graph: Graph, tile_rows: int = TILE_ROWS):
 
 
 def generate_gemm_module(dtype: str = "f32"):
-    """(header, source) of a module exposing the runtime's matrix multiply and dense
-    kernel alone, for the kernel tests and benchmarks."""
+    """(header, source) of a module exposing the runtime's matrix multiply, dense kernel
+    and softmax alone, for the kernel tests and benchmarks."""
     context = dict(version=__version__, ctype=CTYPES[dtype],
-                   ir_lines=["(no model: the runtime matrix multiply alone)"])
+                   ir_lines=["(no model: the runtime kernels alone)"])
     header = render("gemm.h.j2", **context)
     return header, render("gemm.c.j2", header=header, runtime=runtime_source(), **context)
 

@@ -65,6 +65,8 @@ MODELS = {
     "identity": identity,
     "random3": lambda dtype: random_model(np.random.default_rng(3), dtype, max_width=80),
     "random8": lambda dtype: random_model(np.random.default_rng(8), dtype, max_width=80),
+    "many_classes": lambda dtype: sequential([dlc.Input(70), dlc.Dense(300), dlc.ReLU(),
+                                              dlc.Dense(70), dlc.Softmax()], dtype),
 }
 
 
@@ -116,6 +118,22 @@ def test_exported_c_equals_reference(model, dtype, tmp_path):
     assert_matches(row_by_row, expected, dtype, what=f"{model} one row at a time", scale=scale)
     sanitized = predict_with_driver(exported, X, tmp_path, SANITIZE, SANITIZER_ENV)
     assert_matches(sanitized[0], expected, dtype, what=f"{model} under sanitizers", scale=scale)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_native_vector_paths_are_clean_under_sanitizers(model, dtype, tmp_path):
+    """The export's default flags take the 16-byte vector paths; built for this machine it
+    takes the AVX ones (the 8-float micro-kernel, softmax on its side), checked here."""
+    net = MODELS[model](dtype)
+    exported = dlc.export_c(net, tmp_path / "out", name="model")
+    X = inputs_for(net)
+    expected = dlc.reference(net).predict(X)
+    scale = max(1.0, np.abs(expected).max())
+    sanitized = predict_with_driver(exported, X, tmp_path, SANITIZE + ["-march=native"],
+                                    SANITIZER_ENV)
+    for got, how in zip(sanitized, ("internal workspace", "own workspace", "row by row")):
+        assert_matches(got, expected, dtype, what=f"{model} native, {how}", scale=scale)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,4 +1,4 @@
-"""The runtime matrix multiply (dlc_gemm) and the dense kernel against NumPy.
+"""The runtime matrix multiply (dlc_gemm), the dense kernel and softmax against NumPy.
 
 Tolerance: the forward error bound of a sum of K+1 products, |C - exact| <= (K + 1) eps
 (|op(A)| |op(B)| + |beta C|), elementwise, with "exact" computed in float64 (float32
@@ -186,6 +186,44 @@ def test_panels_are_the_columns_in_cache_line_strips():
     np.testing.assert_array_equal(packed[0], W[:, :16])
     np.testing.assert_array_equal(packed[1, :, :4], W[:, 16:])
     assert not packed[1, :, 4:].any()
+
+
+def softmax_rows(x, flags="native", in_place=False):
+    ffi, lib = gemm_module(x.dtype.type, flags)
+    x = x.copy()
+    y = x if in_place else np.full_like(x, np.nan)
+    lib.dlc_softmax_rows(x.shape[0], x.shape[1], c_pointer(ffi, x), c_pointer(ffi, y))
+    return y
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("flags", sorted(FLAG_SETS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,n", [(1, 10), (7, 10), (8, 1), (9, 3), (16, 8), (37, 10),
+                                    (40, 16), (17, 23), (256, 10), (24, 64), (24, 65), (5, 300)])
+def test_softmax_kernel_equals_numpy(rows, n, dtype, flags, in_place):
+    """Softmax on its own, rows taken 8 at a time on their side (float32 with AVX) or one
+    at a time: whole groups, groups with leftover rows, rows of whole 8-blocks and
+    leftover columns, longer rows than the turned path takes, in place or not.  Within
+    the float64 softmax of the same inputs by (4 + n + |x - max|) eps relative: the exp's
+    1.5 ulp, the rounding of x - max (relative in the exp's argument), the sum, the divide."""
+    rng = np.random.default_rng(rows * n)
+    x = (3 * rng.normal(size=(rows, n))).astype(dtype)
+    y = softmax_rows(x, flags, in_place)
+    shifted = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+    expected = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    bound = (4 + n + np.abs(shifted)) * np.finfo(dtype).eps * expected
+    error = np.abs(y - expected)
+    assert np.all(error <= bound), f"worst error / bound {np.max(error / bound):.3g}"
+
+
+def test_softmax_on_its_side_equals_row_by_row():
+    """A row gives the same bits in a group of 8 turned rows as alone (one row is never
+    turned): the turned path does the same operations in the same order."""
+    x = (5 * np.random.default_rng(1).normal(size=(40, 10))).astype(np.float32)
+    together = softmax_rows(x)
+    alone = np.vstack([softmax_rows(row[None]) for row in x])
+    np.testing.assert_array_equal(together, alone)
 
 
 def test_set_threads_reports_the_count_in_effect():

@@ -124,12 +124,19 @@ def stable_sigmoid(z):
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# What a dense layer may apply to x W + b (softmax over each row, the others elementwise).
 ACTIVATIONS = {
     "none": lambda z, alpha: z,
     "relu": lambda z, alpha: np.maximum(z, 0),
     "leaky_relu": lambda z, alpha: np.where(z > 0, z, z * z.dtype.type(alpha)),
     "sigmoid": lambda z, alpha: stable_sigmoid(z),
     "tanh": lambda z, alpha: np.tanh(z),
+    "softmax": lambda z, alpha: softmax(z),
 }
 
 
@@ -141,11 +148,6 @@ def activation_attr(name):
 
 def dense(x, W, b, activation="none", alpha=0.0):
     return ACTIVATIONS[activation_attr(activation)](x @ W + b, alpha)
-
-
-def softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def batchnorm(x, gamma, beta, mean, var, eps):
@@ -167,7 +169,7 @@ def grad_of_activation(b, act, alpha, dy, x, y, layer):
         return b.add("relu_grad", dy, x, layer=layer)
     if act == "leaky_relu":
         return b.add("leaky_relu_grad", dy, x, layer=layer, alpha=alpha)
-    if act in ("sigmoid", "tanh"):
+    if act in ("sigmoid", "tanh", "softmax"):
         return b.add(f"{act}_grad", dy, y, layer=layer)
     return dy
 

@@ -21,11 +21,12 @@ typedef float dlc_real;
 #define dlc_fabs fabsf
 #endif
 
-/* Activations that a dense layer can apply in its epilogue. */
+/* Activations that a dense layer can apply in its epilogue (softmax over each row). */
 enum {
     DLC_ACT_NONE = 0,
     DLC_ACT_RELU = 1,
     DLC_ACT_LEAKY_RELU = 2,
     DLC_ACT_SIGMOID = 3,
-    DLC_ACT_TANH = 4
+    DLC_ACT_TANH = 4,
+    DLC_ACT_SOFTMAX = 5
 };

@@ -56,22 +56,6 @@ static inline void dlc_activation(size_t n, int act, dlc_real alpha,
     }
 }
 
-/* Dense layer: x is (rows, n_in), W is (n_in, n_out), row-major or, with panel > 0,
- * packed by dlc as column panels (see dlc_b_column), b is (n_out), y is (rows, n_out)
- * = act(x W + b).  The bias and a piecewise linear activation run in the matrix
- * multiply's epilogue; sigmoid and tanh, which cost more than the pass over y, follow it. */
-static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
-                             const dlc_real *x, const dlc_real *W, size_t panel,
-                             const dlc_real *b, dlc_real *y, int act, dlc_real alpha)
-{
-    const int fused = act == DLC_ACT_RELU || act == DLC_ACT_LEAKY_RELU;
-    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out,
-                      b, fused ? act : DLC_ACT_NONE, alpha);
-    if (!fused && act != DLC_ACT_NONE) {
-        dlc_activation(rows * n_out, act, alpha, y, y);
-    }
-}
-
 #if DLC_DOUBLE
 #define dlc_exp_nonpositive exp
 #else
@@ -170,15 +154,16 @@ static inline void dlc_transpose8(dlc_vec *r)
     }
 }
 
-/* t[j][r] = x[r * n + j] for the 8 rows at x: whole 8 x 8 blocks by shuffles, the
- * columns left over one value at a time.  dlc_from_lanes is the inverse. */
-static inline void dlc_to_lanes(size_t n, const dlc_real *x, dlc_real (*t)[8])
+/* t[j][r] = x[r * ld + j] for j < n and the 8 rows at x: whole 8 x 8 blocks by
+ * shuffles, the columns left over one value at a time.  dlc_from_lanes is the inverse
+ * (for rows of n values). */
+static inline void dlc_to_lanes(size_t n, const dlc_real *x, size_t ld, dlc_real (*t)[8])
 {
     size_t c = 0;
     for (; c + 8 <= n; c += 8) {
         dlc_vec v[8];
         for (size_t r = 0; r < 8; r++) {
-            v[r] = dlc_load(x + r * n + c);
+            v[r] = dlc_load(x + r * ld + c);
         }
         dlc_transpose8(v);
         for (size_t r = 0; r < 8; r++) {
@@ -187,7 +172,7 @@ static inline void dlc_to_lanes(size_t n, const dlc_real *x, dlc_real (*t)[8])
     }
     for (size_t j = c; j < n; j++) {
         for (size_t r = 0; r < 8; r++) {
-            t[j][r] = x[r * n + j];
+            t[j][r] = x[r * ld + j];
         }
     }
 }
@@ -212,26 +197,26 @@ static inline void dlc_from_lanes(size_t n, dlc_real (*t)[8], dlc_real *y)
     }
 }
 
-/* In three passes over the block, so the exp again runs over all of it at once: each
- * group's x - max is stored on its side in the group's own place in y, the exp runs,
- * then each group is divided by its sums and turned back. */
-static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
+/* Stores the group's t[j] - row max, still on its side, at g (8 n values). */
+static inline void dlc_store_shifted(size_t n, dlc_real (*t)[8], dlc_real *g)
 {
-    const size_t whole = n <= DLC_SOFTMAX_LANES_MAX_N ? rows / 8 * 8 : 0;
-    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][8] __attribute__((aligned(32)));
-    for (size_t i = 0; i < whole; i += 8) {
-        dlc_real *g = y + i * n;
-        dlc_to_lanes(n, x + i * n, t);
-        dlc_vec max = dlc_load(t[0]);
-        for (size_t j = 1; j < n; j++) {
-            const dlc_vec v = dlc_load(t[j]);
-            const dlc_mask above = v > max;
-            max = (dlc_vec)((above & (dlc_mask)v) | (~above & (dlc_mask)max));
-        }
-        for (size_t j = 0; j < n; j++) {
-            dlc_store(g + j * 8, dlc_load(t[j]) - max);
-        }
+    dlc_vec max = dlc_load(t[0]);
+    for (size_t j = 1; j < n; j++) {
+        const dlc_vec v = dlc_load(t[j]);
+        const dlc_mask above = v > max;
+        max = (dlc_vec)((above & (dlc_mask)v) | (~above & (dlc_mask)max));
     }
+    for (size_t j = 0; j < n; j++) {
+        dlc_store(g + j * 8, dlc_load(t[j]) - max);
+    }
+}
+
+/* Finishes the softmax of the first `whole` rows of y, each group of 8 stored shifted
+ * and on its side in its own place: the exp over all of them at once (where it
+ * vectorises best), then each group divided by its sums and turned back. */
+static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y)
+{
+    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][8] __attribute__((aligned(32)));
     for (size_t i = 0; i < whole * n; i++) {
         y[i] = dlc_exp_nonpositive(y[i]);
     }
@@ -246,14 +231,109 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
         }
         dlc_from_lanes(n, t, g);
     }
+}
+
+static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
+{
+    const size_t whole = n <= DLC_SOFTMAX_LANES_MAX_N ? rows / 8 * 8 : 0;
+    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][8] __attribute__((aligned(32)));
+    for (size_t i = 0; i < whole; i += 8) {
+        dlc_to_lanes(n, x + i * n, n, t);
+        dlc_store_shifted(n, t, y + i * n);
+    }
+    dlc_finish_turned(whole, n, y);
     dlc_softmax_by_row(rows - whole, n, x + whole * n, y + whole * n);
+}
+
+/* t[j] = x W[:, j] + b[j], j < n_out <= 12, for the 8 rows at x, on their side (lane r
+ * from row r): a micro-kernel with rows in the lanes and 12 columns of sums in named
+ * registers, reading x turned 64 columns at a time and W's first panel in place (12
+ * columns of it; panel >= 12, zero-padded).  A classifier of 10 classes fills 10 of the
+ * matrix multiply's 16 tile columns; here 10 of 12. */
+#define DLC_TURNED_COLUMNS 12
+#define DLC_TURNED_DEPTH 64
+#define DLC_TURNED_FMA(j) s##j += a * w[j]
+static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x,
+                                    const dlc_real *W, size_t panel, const dlc_real *b,
+                                    dlc_real (*t)[8])
+{
+    dlc_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0};
+    dlc_vec s6 = {0}, s7 = {0}, s8 = {0}, s9 = {0}, s10 = {0}, s11 = {0};
+    dlc_real xt[DLC_TURNED_DEPTH][8] __attribute__((aligned(32)));
+    for (size_t k0 = 0; k0 < n_in; k0 += DLC_TURNED_DEPTH) {
+        const size_t kc = n_in - k0 < DLC_TURNED_DEPTH ? n_in - k0 : DLC_TURNED_DEPTH;
+        dlc_to_lanes(kc, x + k0, n_in, xt);
+        const dlc_real *w = W + k0 * panel;
+        for (size_t k = 0; k < kc; k++, w += panel) {
+            const dlc_vec a = dlc_load(xt[k]);
+            DLC_TURNED_FMA(0); DLC_TURNED_FMA(1); DLC_TURNED_FMA(2); DLC_TURNED_FMA(3);
+            DLC_TURNED_FMA(4); DLC_TURNED_FMA(5); DLC_TURNED_FMA(6); DLC_TURNED_FMA(7);
+            DLC_TURNED_FMA(8); DLC_TURNED_FMA(9); DLC_TURNED_FMA(10); DLC_TURNED_FMA(11);
+        }
+    }
+    const dlc_vec sums[DLC_TURNED_COLUMNS] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11};
+    for (size_t j = 0; j < n_out; j++) {
+        dlc_store(t[j], sums[j] + b[j]);
+    }
+}
+
+/* y = softmax(x W + b) (a dense layer with its softmax fused), the logits of each 8 rows
+ * computed on their side and kept there for the softmax. */
+static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
+                                     const dlc_real *x, const dlc_real *W, size_t panel,
+                                     const dlc_real *b, dlc_real *y)
+{
+    const int turned = n_out <= DLC_TURNED_COLUMNS && panel >= DLC_TURNED_COLUMNS;
+    const size_t whole = turned ? rows / 8 * 8 : 0;
+    dlc_real t[DLC_TURNED_COLUMNS][8] __attribute__((aligned(32)));
+    for (size_t i = 0; i < whole; i += 8) {
+        dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
+        dlc_store_shifted(n_out, t, y + i * n_out);
+    }
+    dlc_finish_turned(whole, n_out, y);
+    if (whole < rows) {
+        dlc_real *rest = y + whole * n_out;
+        dlc_gemm_bias_act(0, 0, rows - whole, n_out, n_in, x + whole * n_in, n_in, W, n_out,
+                          panel, rest, n_out, b, DLC_ACT_NONE, 0);
+        dlc_softmax_by_row(rows - whole, n_out, rest, rest);
+    }
 }
 #else
 static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
 {
     dlc_softmax_by_row(rows, n, x, y);
 }
+
+static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
+                                     const dlc_real *x, const dlc_real *W, size_t panel,
+                                     const dlc_real *b, dlc_real *y)
+{
+    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out, b,
+                      DLC_ACT_NONE, 0);
+    dlc_softmax_by_row(rows, n_out, y, y);
+}
 #endif
+
+/* Dense layer: x is (rows, n_in), W is (n_in, n_out), row-major or, with panel > 0,
+ * packed by dlc as column panels (see dlc_b_column), b is (n_out), y is (rows, n_out)
+ * = act(x W + b).  The bias and a piecewise linear activation run in the matrix
+ * multiply's epilogue; sigmoid and tanh, which cost more than the pass over y, follow it;
+ * softmax has a kernel of its own. */
+static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
+                             const dlc_real *x, const dlc_real *W, size_t panel,
+                             const dlc_real *b, dlc_real *y, int act, dlc_real alpha)
+{
+    if (act == DLC_ACT_SOFTMAX) {
+        dlc_dense_softmax(rows, n_in, n_out, x, W, panel, b, y);
+        return;
+    }
+    const int fused = act == DLC_ACT_RELU || act == DLC_ACT_LEAKY_RELU;
+    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out,
+                      b, fused ? act : DLC_ACT_NONE, alpha);
+    if (!fused && act != DLC_ACT_NONE) {
+        dlc_activation(rows * n_out, act, alpha, y, y);
+    }
+}
 
 /* Per-feature affine map y = (x - mean) / sqrt(var + eps) * gamma + beta,
  * x and y (rows, n); gamma or beta may be NULL (1 and 0). */

@@ -22,7 +22,7 @@ FLAG_SETS = {
     # tiny blocks: many row, column and depth blocks even on small shapes
     "small-blocks": ("-O3", "-march=native", "-DDLC_MC=12", "-DDLC_NC=32", "-DDLC_KC=40"),
 }
-ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softmax": 5}
 SHAPES = [(1, 1, 1), (1, 300, 17), (2, 10, 256), (3, 65, 300), (5, 33, 9), (6, 16, 1),
           (7, 17, 257), (64, 256, 784 // 4), (73, 129, 255), (300, 1, 300), (13, 300, 2),
           (150, 150, 150), (255, 7, 64), (64, 300, 64), (1, 64, 1000)]
@@ -148,11 +148,13 @@ def dense_layer(x, W, b, activation, flags="native", packing="row-major", thread
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("rows,n_in,n_out", [(1, 300, 70), (1, 32, 10), (2, 5, 3), (7, 64, 33),
-                                             (64, 29, 300), (200, 64, 10)])
+                                             (64, 29, 300), (200, 64, 10), (37, 150, 12),
+                                             (16, 7, 1)])
 def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags, packing):
     """Bias and activation in the kernel epilogue, on full and edge tiles, with the weights
-    row-major or panel-packed (inference); the reference is dlc's NumPy op evaluated on
-    the exact product."""
+    row-major or panel-packed (inference); softmax also on its own kernel (rows on their
+    side, up to 12 outputs, depth in blocks of 64); the reference is dlc's NumPy op
+    evaluated on the exact product."""
     rng = np.random.default_rng(rows + n_in + n_out)
     x, W = rng.normal(size=(rows, n_in)), rng.normal(size=(n_in, n_out))
     b = rng.normal(size=n_out)
@@ -160,9 +162,15 @@ def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags
     y = dense_layer(x, W, b, activation, flags, packing)
     z = x.astype(np.float64) @ W.astype(np.float64) + b
     expected = ops.ACTIVATIONS[activation](z, 0.1)
-    slope = 1.0 if activation in ("none", "relu", "leaky_relu") else 0.25   # |d act / dz| <= slope
-    bound = slope * (n_in + 1) * np.finfo(dtype).eps * (np.abs(x) @ np.abs(W) + np.abs(b))
-    bound += 2 * np.finfo(dtype).eps * np.abs(expected)    # rounding of the activation itself
+    eps = np.finfo(dtype).eps
+    z_bound = (n_in + 1) * eps * (np.abs(x) @ np.abs(W) + np.abs(b))
+    if activation == "softmax":     # |d s_i| <= s_i (|dz_i| + sum_j s_j |dz_j|), then its own
+        shifted = np.abs(z - z.max(axis=1, keepdims=True))      # roundings (see the kernel test)
+        bound = expected * (2 * z_bound.max(axis=1, keepdims=True) + (4 + n_out + shifted) * eps)
+        bound += 2 * np.finfo(dtype).tiny   # float32's exp gives ~1.6e-38, not denormals, < -87
+    else:
+        slope = 1.0 if activation in ("none", "relu", "leaky_relu") else 0.25   # |d act / dz|
+        bound = slope * z_bound + 2 * eps * np.abs(expected)    # + the activation's rounding
     error = np.abs(y - expected)
     worst = np.argmax(error - bound)
     assert np.all(error <= bound), (f"error {error.flat[worst]:.3g} > bound "

@@ -1,5 +1,7 @@
 """Fuse an activation into the epilogue of the Dense layer before it
-(the bias is already there): dense(x, W, b) then relu is dense(..., activation=relu)."""
+(the bias is already there): dense(x, W, b) then relu is dense(..., activation=relu).
+A softmax fuses too: its kernel computes a narrow layer's logits with rows in the vector
+lanes, where the softmax wants them."""
 from __future__ import annotations
 
 from dataclasses import replace

@@ -111,6 +111,9 @@ OP_CASES = {
     "dense/sigmoid": lambda b, h, rng, inputs: b.add(
         "dense", h, b.param("V", rng.normal(size=(N, N))), vector(b, rng, "c"),
         activation="sigmoid"),
+    "dense/softmax": lambda b, h, rng, inputs: b.add(
+        "dense", h, b.param("V", rng.normal(size=(N, N))), vector(b, rng, "c"),
+        activation="softmax"),
     "relu": lambda b, h, rng, inputs: b.add("relu", h),
     "leaky_relu": lambda b, h, rng, inputs: b.add("leaky_relu", h, alpha=0.1),
     "sigmoid": lambda b, h, rng, inputs: b.add("sigmoid", h),

@@ -32,7 +32,7 @@ CASES = {
     "dropout": (lambda rng, dt: [], {"keep_prob": 0.5}),
     "matmul_nt": (lambda rng, dt: [rng.normal(size=(7, N)).astype(dt)], {}),
 }
-DENSE_ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
+DENSE_ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"]
 
 
 def test_every_registered_op_has_a_case():

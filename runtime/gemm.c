@@ -144,6 +144,38 @@ static inline void dlc_store(dlc_real *p, dlc_vec v)
     memcpy(p, &v, sizeof v);
 }
 
+#if DLC_VEC_BYTES == 32 && !DLC_DOUBLE
+/* Lanes i0.. i7 of the 16 in a then b (clang and gcc spell the builtin differently). */
+#ifdef __clang__
+#define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+    __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
+#define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+    __builtin_shuffle(a, b, (dlc_mask){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+
+/* The 8 x 8 block r[0..8) transposed in place, by three rounds of shuffles that each
+ * map to one AVX instruction. */
+static inline void dlc_transpose8(dlc_vec *r)
+{
+    dlc_vec a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = DLC_SHUFFLE8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        a[i + 1] = DLC_SHUFFLE8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        for (int h = 0; h < 2; h++) {
+            b[i + 2 * h] = DLC_SHUFFLE8(a[i + h], a[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            b[i + 2 * h + 1] = DLC_SHUFFLE8(a[i + h], a[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = DLC_SHUFFLE8(b[i], b[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = DLC_SHUFFLE8(b[i], b[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+#endif
+
 /* Bias and piecewise linear activation on one vector of columns j.. j+DLC_VL-1;
  * bit for bit what dlc_epilogue1 computes. */
 static inline dlc_vec dlc_epilogue_vec(const dlc_epilogue *ep, dlc_vec bias, dlc_vec z)
@@ -208,7 +240,22 @@ static inline void dlc_pack_b(int trans_b, const dlc_real *B, size_t ldb, size_t
 {
     if (nr == DLC_NR && trans_b) {
         const dlc_real *src = B + j0 * ldb + k0;
-        for (size_t k = 0; k < kc; k++) {
+        size_t k = 0;
+#if DLC_VEC_BYTES == 32 && !DLC_DOUBLE
+        for (; k + 8 <= kc; k += 8) {     /* 8 x 8 blocks turned in registers */
+            for (size_t half = 0; half < DLC_NR; half += 8) {
+                dlc_vec v[8];
+                for (size_t r = 0; r < 8; r++) {
+                    v[r] = dlc_load(src + (half + r) * ldb + k);
+                }
+                dlc_transpose8(v);
+                for (size_t r = 0; r < 8; r++) {
+                    dlc_store(panel + (k + r) * DLC_NR + half, v[r]);
+                }
+            }
+        }
+#endif
+        for (; k < kc; k++) {
             for (size_t c = 0; c < DLC_NR; c++) {
                 panel[k * DLC_NR + c] = src[c * ldb + k];
             }

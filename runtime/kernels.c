@@ -124,36 +124,6 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
 #define DLC_SOFTMAX_LANES 8
 #define DLC_SOFTMAX_LANES_MAX_N 64     /* longer rows fill vectors by themselves */
 
-/* Lanes i0.. i7 of the 16 in a then b (clang and gcc spell the builtin differently). */
-#ifdef __clang__
-#define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
-    __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
-#else
-#define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
-    __builtin_shuffle(a, b, (dlc_mask){i0, i1, i2, i3, i4, i5, i6, i7})
-#endif
-
-/* The 8 x 8 block r[0..8) transposed in place, by three rounds of shuffles that each
- * map to one AVX instruction. */
-static inline void dlc_transpose8(dlc_vec *r)
-{
-    dlc_vec a[8], b[8];
-    for (int i = 0; i < 8; i += 2) {
-        a[i] = DLC_SHUFFLE8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        a[i + 1] = DLC_SHUFFLE8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        for (int h = 0; h < 2; h++) {
-            b[i + 2 * h] = DLC_SHUFFLE8(a[i + h], a[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            b[i + 2 * h + 1] = DLC_SHUFFLE8(a[i + h], a[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = DLC_SHUFFLE8(b[i], b[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[i + 4] = DLC_SHUFFLE8(b[i], b[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
-
 /* t[j][r] = x[r * ld + j] for j < n and the 8 rows at x: whole 8 x 8 blocks by
  * shuffles, the columns left over one value at a time.  dlc_from_lanes is the inverse
  * (for rows of n values). */

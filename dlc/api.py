@@ -47,7 +47,8 @@ class CompiledModel:
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
         self.n_inputs, self.n_outputs = context["n_inputs"], context["n_outputs"]
         self.dtype = next(iter(graph.inputs.values())).np_dtype
-        self.params = pack_params(graph, context["layout"], self.dtype)
+        self._layout = context["layout"]
+        self.params = pack_params(graph, self._layout, self.dtype)
         self.workspace_bytes = context["workspace_bytes"]
         self._local = threading.local()
         self._fastcall = fastcall(cc)
@@ -70,6 +71,15 @@ class CompiledModel:
                 as_batch(X, self.n_inputs, self.dtype)
             raise RuntimeError(f"dlc_predict failed with code {y}")
         return y
+
+    def load_weights(self, graph: Graph) -> None:
+        """Takes the weights of ``graph``, an inference graph with this model's IR: the
+        same C, other values (a trainer evaluating after every epoch need not build)."""
+        if str(graph) != str(self.graph):
+            raise ValueError("load_weights needs a graph with this model's IR; compile it")
+        self.graph = graph
+        self.params = pack_params(graph, self._layout, self.dtype)
+        self.threads = self._threads        # the entry holds the parameters' address
 
     def _new_workspace(self) -> int:
         """This thread's workspace (threads may call predict concurrently)."""

@@ -24,6 +24,7 @@ from .dsl import Model
 from .ir import BATCH, Graph, GraphBuilder, TensorType
 from .lower import lower
 from .optim import Optimizer, check_real, learning_rate
+from .passes import run_pipeline
 from .verify import verify
 
 # loss -> (the output layer fused into it, the loss op)
@@ -126,6 +127,7 @@ class CBackend:
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None
+        self._inference = None      # the last inference library, reused while its IR holds
 
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0):
         """(sum of cost * rows, steps run, whether every cost was finite)."""
@@ -146,8 +148,13 @@ class CBackend:
         return loss_sum[0], steps[0], status == lib.DLC_OK
 
     def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
-        from .api import compile
-        return compile(net, cc=self.cc, flags=self.flags).predict(X)
+        from .api import compile_graph
+        graph = run_pipeline(lower(net))    # folds the current weights
+        if self._inference is not None and str(graph) == str(self._inference.graph):
+            self._inference.load_weights(graph)
+        else:
+            self._inference = compile_graph(graph, cc=self.cc, flags=self.flags)
+        return self._inference.predict(X)
 
 
 class ReferenceBackend:

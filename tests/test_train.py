@@ -285,6 +285,32 @@ def test_dev_metrics_callbacks_and_early_stop():
                                -np.log(probabilities[np.arange(10), y[30:]]).mean(), rtol=1e-12)
 
 
+def test_evaluation_reuses_one_library_with_each_epochs_weights():
+    """The inference C is the same every epoch: the trainer builds it once and loads the
+    new (folded) weights; its predictions equal a fresh compile's and the reference's."""
+    X, y = small_data(40)
+    t = trainer(small_net(batchnorm=True))
+    t.fit(X, y, epochs=1, batch_size=10, dev=(X, y), progress=False)
+    library = t.backend._inference
+    for _ in range(2):
+        before = t.predict(X)
+        t.fit(X, y, epochs=1, batch_size=10, dev=(X, y), progress=False)
+        after = t.predict(X)
+        assert t.backend._inference is library
+        assert not np.allclose(after, before)
+        np.testing.assert_array_equal(after, dlc.compile(t.net, flags=FLAGS).predict(X))
+        np.testing.assert_allclose(after, dlc.reference(t.net).predict(X), rtol=1e-10)
+
+
+def test_load_weights_refuses_another_models_graph():
+    from dlc.lower import lower
+    from dlc.passes import run_pipeline
+    model = dlc.compile(small_net(), flags=FLAGS)
+    other = run_pipeline(lower(small_net(batchnorm=True)))
+    with pytest.raises(ValueError, match="this model's IR"):
+        model.load_weights(other)
+
+
 def test_augment_gets_a_fresh_seeded_rng_each_epoch():
     seen = []
 

@@ -121,7 +121,6 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
  * value j of the group's rows becomes one vector t[j], lane r from row r, so the max,
  * sum and division run across 8 rows at once.  Same operations in the same order as
  * dlc_softmax_by_row: the results are identical. */
-#define DLC_SOFTMAX_LANES 8
 #define DLC_SOFTMAX_LANES_MAX_N 64     /* longer rows fill vectors by themselves */
 
 /* t[j][r] = x[r * ld + j] for j < n and the 8 rows at x: whole 8 x 8 blocks by

@@ -273,7 +273,7 @@ static inline void dlc_softmax_cross_entropy(size_t rows, size_t n, const dlc_re
             top = zi[j] > top ? zi[j] : top;
         }
         for (size_t j = 0; j < n; j++) {
-            sum += dlc_exp(zi[j] - top);
+            sum += dlc_exp_nonpositive(zi[j] - top);
         }
         const dlc_real lse = dlc_log(sum) + top;
         for (size_t j = 0; j < n; j++) {

@@ -145,6 +145,7 @@ static inline void dlc_store(dlc_real *p, dlc_vec v)
 }
 
 #if DLC_VEC_BYTES == 32 && !DLC_DOUBLE
+#define DLC_TURN8 1                             /* dlc_turn8 exists */
 /* Lanes i0.. i7 of the 16 in a then b (clang and gcc spell the builtin differently). */
 #ifdef __clang__
 #define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
@@ -172,6 +173,19 @@ static inline void dlc_transpose8(dlc_vec *r)
     for (int i = 0; i < 4; i++) {
         r[i] = DLC_SHUFFLE8(b[i], b[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
         r[i + 4] = DLC_SHUFFLE8(b[i], b[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* dst[r * ld_dst + c] = src[c * ld_src + r] for r, c < 8: an 8 x 8 block turned. */
+static inline void dlc_turn8(const dlc_real *src, size_t ld_src, dlc_real *dst, size_t ld_dst)
+{
+    dlc_vec v[8];
+    for (size_t r = 0; r < 8; r++) {
+        v[r] = dlc_load(src + r * ld_src);
+    }
+    dlc_transpose8(v);
+    for (size_t r = 0; r < 8; r++) {
+        dlc_store(dst + r * ld_dst, v[r]);
     }
 }
 #endif
@@ -241,18 +255,10 @@ static inline void dlc_pack_b(int trans_b, const dlc_real *B, size_t ldb, size_t
     if (nr == DLC_NR && trans_b) {
         const dlc_real *src = B + j0 * ldb + k0;
         size_t k = 0;
-#if DLC_VEC_BYTES == 32 && !DLC_DOUBLE
+#ifdef DLC_TURN8
         for (; k + 8 <= kc; k += 8) {     /* 8 x 8 blocks turned in registers */
-            for (size_t half = 0; half < DLC_NR; half += 8) {
-                dlc_vec v[8];
-                for (size_t r = 0; r < 8; r++) {
-                    v[r] = dlc_load(src + (half + r) * ldb + k);
-                }
-                dlc_transpose8(v);
-                for (size_t r = 0; r < 8; r++) {
-                    dlc_store(panel + (k + r) * DLC_NR + half, v[r]);
-                }
-            }
+            dlc_turn8(src + k, ldb, panel + k * DLC_NR, DLC_NR);
+            dlc_turn8(src + 8 * ldb + k, ldb, panel + k * DLC_NR + 8, DLC_NR);
         }
 #endif
         for (; k < kc; k++) {

@@ -115,7 +115,7 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
     }
 }
 
-#if defined(DLC_VEC_BYTES) && DLC_VEC_BYTES == 32 && !DLC_DOUBLE
+#ifdef DLC_TURN8
 /* Rows of 10 classes leave vectors mostly empty and put the max and sum in dependent
  * chains.  With 8-float vectors, softmax instead turns groups of 8 rows on their side:
  * value j of the group's rows becomes one vector t[j], lane r from row r, so the max,
@@ -130,14 +130,7 @@ static inline void dlc_to_lanes(size_t n, const dlc_real *x, size_t ld, dlc_real
 {
     size_t c = 0;
     for (; c + 8 <= n; c += 8) {
-        dlc_vec v[8];
-        for (size_t r = 0; r < 8; r++) {
-            v[r] = dlc_load(x + r * ld + c);
-        }
-        dlc_transpose8(v);
-        for (size_t r = 0; r < 8; r++) {
-            dlc_store(t[c + r], v[r]);
-        }
+        dlc_turn8(x + c, ld, t[c], 8);
     }
     for (size_t j = c; j < n; j++) {
         for (size_t r = 0; r < 8; r++) {
@@ -150,14 +143,7 @@ static inline void dlc_from_lanes(size_t n, dlc_real (*t)[8], dlc_real *y)
 {
     size_t c = 0;
     for (; c + 8 <= n; c += 8) {
-        dlc_vec v[8];
-        for (size_t r = 0; r < 8; r++) {
-            v[r] = dlc_load(t[c + r]);
-        }
-        dlc_transpose8(v);
-        for (size_t r = 0; r < 8; r++) {
-            dlc_store(y + r * n + c, v[r]);
-        }
+        dlc_turn8(t[c], 8, y + c, n);
     }
     for (size_t j = c; j < n; j++) {
         for (size_t r = 0; r < 8; r++) {
@@ -246,42 +232,39 @@ static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x
     }
 }
 
-/* y = softmax(x W + b) (a dense layer with its softmax fused), the logits of each 8 rows
- * computed on their side and kept there for the softmax. */
+#else
+static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
+{
+    dlc_softmax_by_row(rows, n, x, y);
+}
+#endif
+
+/* y = softmax(x W + b): a dense layer with its softmax fused.  With 8-float vectors, the
+ * logits of each 8 rows are computed on their side and kept there for the softmax; other
+ * shapes, and leftover rows, take the matrix multiply, then the softmax. */
 static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
                                      const dlc_real *x, const dlc_real *W, size_t panel,
                                      const dlc_real *b, dlc_real *y)
 {
-    const int turned = n_out <= DLC_TURNED_COLUMNS && panel >= DLC_TURNED_COLUMNS;
-    const size_t whole = turned ? rows / 8 * 8 : 0;
+    size_t whole = 0;
+#ifdef DLC_TURN8
+    if (n_out <= DLC_TURNED_COLUMNS && panel >= DLC_TURNED_COLUMNS) {
+        whole = rows / 8 * 8;
+    }
     dlc_real t[DLC_TURNED_COLUMNS][8] __attribute__((aligned(32)));
     for (size_t i = 0; i < whole; i += 8) {
         dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
         dlc_store_shifted(n_out, t, y + i * n_out);
     }
     dlc_finish_turned(whole, n_out, y);
+#endif
     if (whole < rows) {
         dlc_real *rest = y + whole * n_out;
         dlc_gemm_bias_act(0, 0, rows - whole, n_out, n_in, x + whole * n_in, n_in, W, n_out,
                           panel, rest, n_out, b, DLC_ACT_NONE, 0);
-        dlc_softmax_by_row(rows - whole, n_out, rest, rest);
+        dlc_softmax(rows - whole, n_out, rest, rest);
     }
 }
-#else
-static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
-{
-    dlc_softmax_by_row(rows, n, x, y);
-}
-
-static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
-                                     const dlc_real *x, const dlc_real *W, size_t panel,
-                                     const dlc_real *b, dlc_real *y)
-{
-    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out, b,
-                      DLC_ACT_NONE, 0);
-    dlc_softmax_by_row(rows, n_out, y, y);
-}
-#endif
 
 /* Dense layer: x is (rows, n_in), W is (n_in, n_out), row-major or, with panel > 0,
  * packed by dlc as column panels (see dlc_b_column), b is (n_out), y is (rows, n_out)

@@ -149,12 +149,12 @@ def dense_layer(x, W, b, activation, flags="native", packing="row-major", thread
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("rows,n_in,n_out", [(1, 300, 70), (1, 32, 10), (2, 5, 3), (7, 64, 33),
                                              (64, 29, 300), (200, 64, 10), (37, 150, 12),
-                                             (16, 7, 1)])
+                                             (16, 7, 1), (40, 20, 30)])
 def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags, packing):
     """Bias and activation in the kernel epilogue, on full and edge tiles, with the weights
     row-major or panel-packed (inference); softmax also on its own kernel (rows on their
-    side, up to 12 outputs, depth in blocks of 64); the reference is dlc's NumPy op
-    evaluated on the exact product."""
+    side, up to 12 outputs, depth in blocks of 64) or after the product (30 outputs); the
+    reference is dlc's NumPy op evaluated on the exact product."""
     rng = np.random.default_rng(rows + n_in + n_out)
     x, W = rng.normal(size=(rows, n_in)), rng.normal(size=(n_in, n_out))
     b = rng.normal(size=n_out)

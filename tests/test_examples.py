@@ -62,3 +62,22 @@ def test_examples_run_as_scripts(name):
     out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
                          capture_output=True, text=True, check=True)
     assert "usage:" in out.stdout and "--seed" in out.stdout
+
+
+@pytest.mark.parametrize("name, dtype", [("tiny_net", "float32"), ("Wide2", "float64")])
+def test_embed_c_builds_any_exported_name(tmp_path, name, dtype):
+    net = dlc.Sequential([dlc.Input(5), dlc.Dense(7), dlc.Tanh(), dlc.Dense(3), dlc.Softmax()],
+                         dtype=dtype, seed=3)
+    dlc.export_c(net, tmp_path / "model", name=name)
+    subprocess.run(["make", "--no-print-directory", "-s", "-C", str(EXAMPLES / "embed_c"),
+                    f"MODEL_DIR={tmp_path / 'model'}", f"NAME={name}",
+                    f"BUILD_DIR={tmp_path / 'build'}"], check=True)
+    X = np.random.default_rng(0).standard_normal((70, 5))
+    rows = tmp_path / "rows.txt"
+    np.savetxt(rows, X, fmt="%.17g")
+    out = subprocess.run([str(tmp_path / "build" / "predict"), str(rows)], check=True,
+                         capture_output=True, text=True).stdout
+    table = np.loadtxt(out.splitlines(), ndmin=2)
+    expected = dlc.reference(net).predict(X.astype(dtype))
+    np.testing.assert_array_equal(table[:, 0], expected.argmax(axis=1))
+    assert_matches(table[:, 1:], expected, np.dtype(dtype), f"embed_c {name}")

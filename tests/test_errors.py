@@ -18,19 +18,19 @@ def lib():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: dlc.Dense(0), ValueError, "must be positive, got 0"),
-    (lambda: dlc.Dense(-3), ValueError, "must be positive, got -3"),
-    (lambda: dlc.Dense(2.5), TypeError, "must be an integer"),
+    (lambda: dlc.Dense(0), ValueError, "Dense units must be a positive integer, got 0"),
+    (lambda: dlc.Dense(-3), ValueError, "Dense units must be a positive integer, got -3"),
+    (lambda: dlc.Dense(2.5), TypeError, r"Dense units must be an integer, got 2.5 \(float\)"),
     (lambda: dlc.Dense(4, init="glorot"), ValueError, "unknown init 'glorot'"),
-    (lambda: dlc.Input(0), ValueError, "must be positive"),
+    (lambda: dlc.Input(0), ValueError, "Input features must be a positive integer, got 0"),
     (lambda: dlc.Dropout(keep_prob=0), ValueError, r"keep_prob must be in \(0, 1\], got 0"),
     (lambda: dlc.Dropout(keep_prob=1.5), ValueError, "keep_prob"),
     (lambda: dlc.Dropout(keep_prob=-0.1), ValueError, "keep_prob"),
     (lambda: dlc.BatchNorm(momentum=1.0), ValueError, "momentum"),
     (lambda: dlc.BatchNorm(eps=0), ValueError, "eps"),
     (lambda: dlc.Normalize(mean=[0, 0], var=[1]), ValueError, "mean has 2 values but var has 1"),
-    (lambda: dlc.Normalize(mean=[0], var=[-1]), ValueError, "non-negative"),
-    (lambda: dlc.Normalize(mean=[np.nan], var=[1]), ValueError, "finite"),
+    (lambda: dlc.Normalize(mean=[0], var=[-1]), ValueError, "Normalize var must be >= 0 everywhere, got -1 at index 0"),
+    (lambda: dlc.Normalize(mean=[np.nan], var=[1]), ValueError, r"Normalize mean contains NaN or inf \(first at index 0\)"),
     (lambda: dlc.Dense(3, name=""), TypeError, "non-empty string"),
 ])
 def test_bad_layer_arguments(make, error, message):

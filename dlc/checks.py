@@ -32,7 +32,7 @@ def check_int(value, what: str, low: int = None, high: int = None, note: str = "
     if (low is not None and value < low) or (high is not None and value > high):
         note = f" ({note})" if note else ""
         raise ValueError(f"{what} must be {integer_range(low, high)}{note}, "
-                         f"got {shown(value)}")
+                         f"got {plain(value)!r}")
     return int(value)
 
 
@@ -80,15 +80,17 @@ def interval(low, high, low_open: bool, high_open: bool) -> str:
 
 
 def shown(value) -> str:
-    """How an argument appears in a message: the value, and its type when that is the
-    problem (``'2' (str)``); NumPy scalars as the number they hold."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
-        text = repr(value)
-        text = text if len(text) <= 60 else text[:57] + "..."
-        return f"{text} ({type(value).__name__})" if value is not None else "None"
-    return repr(value) if isinstance(value, int) else f"{value!r} (float)"
+    """An argument of the wrong type in a message: its value and its type, ``'2' (str)``."""
+    if value is None:
+        return "None"
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def plain(value):
+    """A number as it reads in a message (NumPy scalars as the number they hold)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _is_integral_float(value) -> bool:

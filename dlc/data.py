@@ -30,6 +30,7 @@ def split(X, Y, ratios=None, *, dev: int = None, test: int = None, seed: int = 0
     dev[, test].  ``stratify=True`` keeps each class's share equal across the parts.
     """
     X, Y = _check_pair(X, Y)
+    seed = check_int(seed, "split seed", low=0)
     sizes = part_sizes(len(X), ratios, dev, test)
     labels = class_labels(Y) if stratify else None
     parts = split_indices(len(X), sizes, seed, labels)
@@ -231,7 +232,7 @@ class ImageAugment:
         self.flip = bool(flip)
         self.crop_padding = check_int(crop_padding, "ImageAugment crop_padding", low=0)
         self.shift = check_int(shift, "ImageAugment shift", low=0)
-        self.noise = check_real(noise, "ImageAugment noise (a standard deviation)", low=0.0)
+        self.noise = check_real(noise, "ImageAugment noise", low=0.0)
 
     @property
     def features(self) -> int:

@@ -37,6 +37,9 @@ class EarlyStopping:
                  restore_best: bool = True, mode: str = None):
         self.patience = check_int(patience, "EarlyStopping patience", low=1)
         self.min_delta = check_real(min_delta, "EarlyStopping min_delta", low=0.0)
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping monitor must be a key of the epoch logs (a string), "
+                            f"got {monitor!r}")
         self.monitor = monitor
         self.restore_best = restore_best
         self.mode = mode or MODES.get(monitor.rsplit("_", 1)[-1])

@@ -50,7 +50,8 @@ def part_sizes(n: int, ratios=None, dev: int = None, test: int = None) -> list:
             raise ValueError(f"split: dev + test = {sum(sizes)} leaves no training examples "
                              f"out of {n}")
         return [train] + sizes
-    ratios = DEFAULT_RATIOS if ratios is None else tuple(ratios)
+    ratios = DEFAULT_RATIOS if ratios is None else tuple(check_real(r, "split ratio")
+                                                         for r in ratios)
     if len(ratios) not in (2, 3):
         raise ValueError(f"split ratios must be (train, dev) or (train, dev, test), got {ratios}")
     if any(not np.isfinite(r) or r <= 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-9:

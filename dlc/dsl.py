@@ -45,12 +45,13 @@ class Tensor:
 def Input(features: int, name: str = None) -> Tensor:
     """The model's input: ``features`` values per example; ``name`` labels it in the
     IR text and the summary."""
-    return Tensor(check_int(features, "Input features", low=1), name=check_name(name))
+    return Tensor(check_int(features, "Input features", low=1),
+                  name=check_name(name, "Input name"))
 
 
-def check_name(name):
+def check_name(name, what: str = "layer name"):
     if name is not None and (not isinstance(name, str) or not name):
-        raise TypeError(f"layer name must be a non-empty string, got {name!r}")
+        raise TypeError(f"{what} must be a non-empty string, got {name!r}")
     return name
 
 
@@ -156,6 +157,8 @@ class ReLU(Layer):
 
 
 class LeakyReLU(Layer):
+    """x for x > 0, else alpha x; alpha >= 0 (the backward pass reads the sign of the
+    output, which is the input's only for a non-negative slope)."""
     kind = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01, name: str = None):

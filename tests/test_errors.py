@@ -645,7 +645,7 @@ def test_the_input_name_is_kept():
     X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_allclose(dlc.compile(net).predict(X), dlc.reference(net).predict(X),
                                rtol=1e-5, atol=1e-6)
-    with pytest.raises(TypeError, match="non-empty string"):
+    with pytest.raises(TypeError, match="Input name must be a non-empty string, got 3"):
         dlc.Input(4, name=3)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import interpreter
 from .build import DEFAULT_FLAGS, build, build_extension
-from .checks import as_batch, positive_int
+from .checks import as_batch, check_int
 from .codegen import LIBRARY_TILE_ROWS, aligned_zeros, generate_module, pack_params
 from .dsl import Model
 from .ir import Graph
@@ -112,7 +112,7 @@ def fastcall(cc=None):
 
 
 def check_threads(n) -> int:
-    return positive_int(n, "threads")
+    return check_int(n, "threads", low=1)
 
 
 def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS,
@@ -136,6 +136,7 @@ def compile_graph(graph: Graph, *, cc=None, flags=DEFAULT_FLAGS,
                   tile_rows: int = LIBRARY_TILE_ROWS, threads: int = 1) -> CompiledModel:
     """Build an inference graph (one batched input, one output) as it stands."""
     threads = check_threads(threads)
+    tile_rows = check_int(tile_rows, "tile_rows", low=1)
     header, source, context = generate_module(graph, tile_rows)
     ffi, lib = build(header, source, cc=cc, flags=flags)
     return CompiledModel(graph, ffi, lib, context, source, threads, cc)

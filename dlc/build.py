@@ -33,12 +33,41 @@ class BuildError(RuntimeError):
     pass
 
 
+class CacheDirError(BuildError, OSError):
+    """The build cache directory cannot be created or written."""
+
+
 def cache_dir() -> Path:
-    """$DLC_CACHE_DIR, else $XDG_CACHE_HOME/dlc, else ~/.cache/dlc."""
+    """$DLC_CACHE_DIR, else $XDG_CACHE_HOME/dlc, else ~/.cache/dlc; created if missing,
+    else a CacheDirError naming the setting it came from and the path."""
+    return usable_directory(*cache_location())
+
+
+def cache_location() -> tuple:
+    """(the build cache's path, where that path comes from)."""
     if os.environ.get("DLC_CACHE_DIR"):
-        return Path(os.environ["DLC_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dlc"
+        return Path(os.environ["DLC_CACHE_DIR"]), "$DLC_CACHE_DIR"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "dlc", "$XDG_CACHE_HOME/dlc"
+    return Path.home() / ".cache" / "dlc", "~/.cache/dlc (set DLC_CACHE_DIR to use another)"
+
+
+def usable_directory(path: Path, source: str) -> Path:
+    """``path``, a writable directory (created if missing), or a CacheDirError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        problem = "it exists and is not a directory"
+    except OSError as exc:
+        problem = f"the directory cannot be created ({exc.strerror})"
+    else:
+        if os.access(path, os.W_OK | os.X_OK):
+            return path
+        problem = "the directory is not writable"
+    hint = ("" if source.startswith("the ")
+            else "; point DLC_CACHE_DIR at a writable directory")
+    raise CacheDirError(f"dlc cannot use {str(path)!r} (from {source}) as its build cache: "
+                        f"{problem}{hint}")
 
 
 def compiler_command(cc=None) -> list:
@@ -120,7 +149,9 @@ def _cached_module(prefix: str, emit, content: tuple, cc, flags, directory, uniq
     if file_stem in _loaded:
         return _loaded[file_stem]
     name = file_stem if unique_name else prefix
-    target = Path(directory or cache_dir()) / (file_stem + suffix)
+    directory = (cache_dir() if directory is None
+                 else usable_directory(Path(directory), "the directory= argument"))
+    target = directory / (file_stem + suffix)
     if not target.exists():
         _compile(name, emit, cc, flags, target)
     _loaded[file_stem] = _load(name, target)

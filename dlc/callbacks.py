@@ -6,7 +6,7 @@ the order given, so put ``TrainMetrics`` before an ``EarlyStopping`` that reads 
 """
 from __future__ import annotations
 
-import math
+from .checks import check_int, check_real
 
 MODES = {"loss": "min", "accuracy": "max", "error": "min"}
 
@@ -35,11 +35,12 @@ class EarlyStopping:
 
     def __init__(self, monitor: str = "dev_loss", patience: int = 5, min_delta: float = 0.0,
                  restore_best: bool = True, mode: str = None):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"EarlyStopping patience must be a positive integer, got {patience!r}")
-        if not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"EarlyStopping min_delta must be >= 0, got {min_delta!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.patience = check_int(patience, "EarlyStopping patience", low=1)
+        self.min_delta = check_real(min_delta, "EarlyStopping min_delta", low=0.0)
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping monitor must be a key of the epoch logs (a string), "
+                            f"got {monitor!r}")
+        self.monitor = monitor
         self.restore_best = restore_best
         self.mode = mode or MODES.get(monitor.rsplit("_", 1)[-1])
         if self.mode not in ("min", "max"):
@@ -85,9 +86,7 @@ class Checkpoint:
     interrupted run leaves the previous checkpoint intact)."""
 
     def __init__(self, path, every: int = 1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"Checkpoint every= must be a positive integer, got {every!r}")
-        self.path, self.every = path, every
+        self.path, self.every = path, check_int(every, "Checkpoint every", low=1)
 
     def on_epoch_end(self, trainer, epoch, logs):
         if trainer.epoch % self.every == 0:

@@ -13,6 +13,7 @@ place, so a crash never leaves a half-written checkpoint under ``path``.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
 import io
@@ -119,8 +120,13 @@ def read_bytes(path) -> bytes:
 def write_atomically(path, data: bytes) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                suffix=".tmp")
+    check_target(path, directory)
+    try:
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                    suffix=".tmp")
+    except OSError as exc:      # its message would name the temporary file, not the path
+        raise type(exc)(exc.errno, f"cannot save to {path!r}: {exc.strerror} in the "
+                                   f"directory {directory!r}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -131,6 +137,18 @@ def write_atomically(path, data: bytes) -> None:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
+
+
+def check_target(path: str, directory: str) -> None:
+    """Errors that name the user's path: a missing directory, a directory as the path."""
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        error = NotADirectoryError if os.path.exists(directory) else FileNotFoundError
+        raise error(errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT,
+                    f"cannot save to {path!r}: the directory {directory!r} {what}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path!r}: it is a directory; "
+                                              f"give a file name")
 
 
 # ---------------------------------------------------------------- values <-> JSON
@@ -228,12 +246,13 @@ def model_manifest(net: dsl.Model, arrays: Arrays) -> dict:
                "config": encode(constructor_config(layer), arrays, layer.name)}
               for layer in net.layers]
     return {"layers": layers, "dtype": np.dtype(net.dtype).name,
-            "seed": encode(net.seed, arrays, "seed"), "n_inputs": net.n_inputs, "ir": net.ir(),
+            "seed": encode(net.seed, arrays, "seed"), "n_inputs": net.n_inputs,
+            "input_name": net.input_name, "ir": net.ir(),
             "params": {name: arrays.add(value, name) for name, value in net.params.items()}}
 
 
 def build_model(spec: dict, arrays: dict) -> dsl.Model:
-    x = inputs = dsl.Input(spec["n_inputs"])
+    x = inputs = dsl.Input(spec["n_inputs"], name=spec.get("input_name"))
     for layer in spec["layers"]:
         cls = dlc_class(layer["module"], layer["type"])
         if not issubclass(cls, dsl.Layer):

@@ -12,7 +12,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .checks import positive_int
+from .checks import check_int, check_real
 from .dsl import Normalize
 
 DEFAULT_RATIOS = (0.6, 0.2, 0.2)
@@ -30,6 +30,7 @@ def split(X, Y, ratios=None, *, dev: int = None, test: int = None, seed: int = 0
     dev[, test].  ``stratify=True`` keeps each class's share equal across the parts.
     """
     X, Y = _check_pair(X, Y)
+    seed = check_int(seed, "split seed", low=0)
     sizes = part_sizes(len(X), ratios, dev, test)
     labels = class_labels(Y) if stratify else None
     parts = split_indices(len(X), sizes, seed, labels)
@@ -41,15 +42,16 @@ def part_sizes(n: int, ratios=None, dev: int = None, test: int = None) -> list:
     if ratios is not None and (dev is not None or test is not None):
         raise TypeError("split takes either ratios or absolute dev=/test= sizes, not both")
     if dev is not None or test is not None:
-        sizes = [positive_int(dev, "split dev=")]
+        sizes = [check_int(dev, "split dev=", low=1)]
         if test is not None:
-            sizes.append(positive_int(test, "split test="))
+            sizes.append(check_int(test, "split test=", low=1))
         train = n - sum(sizes)
         if train < 1:
             raise ValueError(f"split: dev + test = {sum(sizes)} leaves no training examples "
                              f"out of {n}")
         return [train] + sizes
-    ratios = DEFAULT_RATIOS if ratios is None else tuple(ratios)
+    ratios = DEFAULT_RATIOS if ratios is None else tuple(check_real(r, "split ratio")
+                                                         for r in ratios)
     if len(ratios) not in (2, 3):
         raise ValueError(f"split ratios must be (train, dev) or (train, dev, test), got {ratios}")
     if any(not np.isfinite(r) or r <= 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-9:
@@ -224,18 +226,14 @@ class ImageAugment:
 
     def __init__(self, shape, flip: bool = False, crop_padding: int = 0, shift: int = 0,
                  noise: float = 0.0):
-        shape = tuple(int(d) for d in shape)
-        if len(shape) not in (2, 3) or min(shape) < 1:
+        shape = tuple(check_int(d, "ImageAugment shape", low=1) for d in shape)
+        if len(shape) not in (2, 3):
             raise ValueError(f"ImageAugment shape must be (H, W) or (H, W, C), got {shape}")
-        for what, value in (("crop_padding", crop_padding), ("shift", shift)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"ImageAugment {what} must be a non-negative integer, "
-                                 f"got {value!r}")
-        if not np.isfinite(noise) or noise < 0:
-            raise ValueError(f"ImageAugment noise must be a non-negative std, got {noise!r}")
         self.shape = shape if len(shape) == 3 else shape + (1,)
-        self.flip, self.crop_padding, self.shift = bool(flip), int(crop_padding), int(shift)
-        self.noise = float(noise)
+        self.flip = bool(flip)
+        self.crop_padding = check_int(crop_padding, "ImageAugment crop_padding", low=0)
+        self.shift = check_int(shift, "ImageAugment shift", low=0)
+        self.noise = check_real(noise, "ImageAugment noise", low=0.0)
 
     @property
     def features(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from .checks import check_fraction, check_real
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "ok")
 
@@ -55,8 +55,7 @@ def diagnose(train_error, dev_error=None, baseline_error: float = 0.0, *,
     train_error = _fraction(train_error, "train_error")
     dev_error = _fraction(dev_error, "dev_error")
     baseline_error = _fraction(baseline_error, "baseline_error")
-    if not np.isfinite(tolerance) or tolerance < 0:
-        raise ValueError(f"tolerance must be a non-negative fraction, got {tolerance!r}")
+    tolerance = check_fraction(tolerance, "tolerance")
     bias, variance = train_error - baseline_error, dev_error - train_error
     high_bias, high_variance = bias > tolerance, variance > tolerance
     verdict = {(True, True): "high_bias_and_variance", (True, False): "high_bias",
@@ -95,9 +94,7 @@ def errors_from_history(history, epoch: int = None) -> tuple:
 
 
 def _fraction(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{what} must be a number, got {value!r}")
-    value = float(value)
+    value = check_real(value, what)
     if not 0 <= value <= 1:
         hint = f"; errors are fractions, did you mean {value / 100:g}?" if 1 < value <= 100 else ""
         raise ValueError(f"{what} must be in [0, 1], got {value:g}{hint}")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import (cast_finite, check_fraction, check_int, check_positive, check_real,
+                     check_real_dtype, check_vector)
 from .ir import DTYPES, dtype_code
 
 INITS = {
@@ -28,34 +30,36 @@ class ParamSpec:
 class Tensor:
     """A symbolic value in the functional form: the layer that made it and its width."""
 
-    def __init__(self, features: int, layer: "Layer" = None, parent: "Tensor" = None):
-        self.features, self.layer, self.parent = features, layer, parent
+    def __init__(self, features: int, layer: "Layer" = None, parent: "Tensor" = None,
+                 name: str = None):
+        self.features, self.layer, self.parent, self.name = features, layer, parent, name
 
     def __repr__(self) -> str:
-        made_by = self.layer.name or type(self.layer).__name__ if self.layer else "Input"
+        if self.layer is None:
+            made_by = f"Input {self.name!r}" if self.name else "Input"
+        else:
+            made_by = self.layer.name or type(self.layer).__name__
         return f"<dlc.Tensor ({made_by}) of {self.features} features>"
 
 
-def positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{what} must be positive, got {value}")
-    return int(value)
-
-
 def Input(features: int, name: str = None) -> Tensor:
-    """The model's input: ``features`` values per example."""
-    return Tensor(positive_int(features, "Input features"))
+    """The model's input: ``features`` values per example; ``name`` labels it in the
+    IR text and the summary."""
+    return Tensor(check_int(features, "Input features", low=1),
+                  name=check_name(name, "Input name"))
+
+
+def check_name(name, what: str = "layer name"):
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"{what} must be a non-empty string, got {name!r}")
+    return name
 
 
 class Layer:
     kind = "layer"
 
     def __init__(self, name: str = None):
-        if name is not None and (not isinstance(name, str) or not name):
-            raise TypeError(f"layer name must be a non-empty string, got {name!r}")
-        self.name = name
+        self.name = check_name(name)
 
     def __call__(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -80,11 +84,12 @@ class Dense(Layer):
 
     def __init__(self, units: int, init: str = "he", name: str = None, in_features: int = None):
         super().__init__(name)
-        self.units = positive_int(units, f"Dense units{f' of {name!r}' if name else ''}")
+        self.units = check_int(units, f"Dense units{f' of {name!r}' if name else ''}", low=1)
         if init not in INITS:
             raise ValueError(f"unknown init {init!r} for {self.describe()}; use one of {sorted(INITS)}")
         self.init = init
-        self.in_features = None if in_features is None else positive_int(in_features, "in_features")
+        self.in_features = (None if in_features is None
+                            else check_int(in_features, "Dense in_features", low=1))
 
     def out_features(self, n_in):
         if self.in_features is not None and self.in_features != n_in:
@@ -105,11 +110,8 @@ class BatchNorm(Layer):
 
     def __init__(self, eps: float = 1e-5, momentum: float = 0.9, name: str = None):
         super().__init__(name)
-        if not np.isfinite(eps) or eps <= 0:
-            raise ValueError(f"BatchNorm eps must be positive, got {eps}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"BatchNorm momentum must be in [0, 1), got {momentum}")
-        self.eps, self.momentum = float(eps), float(momentum)
+        self.eps = check_positive(eps, "BatchNorm eps")
+        self.momentum = check_fraction(momentum, "BatchNorm momentum", high_open=True)
 
     def init_params(self, n_in, rng, dtype):
         return {"gamma": ParamSpec(np.ones(n_in, dtype)),
@@ -124,10 +126,7 @@ class Dropout(Layer):
 
     def __init__(self, keep_prob: float = 0.8, name: str = None):
         super().__init__(name)
-        if isinstance(keep_prob, bool) or not isinstance(keep_prob, (int, float)) \
-                or not 0 < keep_prob <= 1:
-            raise ValueError(f"Dropout keep_prob must be in (0, 1], got {keep_prob!r}")
-        self.keep_prob = float(keep_prob)
+        self.keep_prob = check_fraction(keep_prob, "Dropout keep_prob", low_open=True)
 
 
 class Normalize(Layer):
@@ -136,15 +135,11 @@ class Normalize(Layer):
 
     def __init__(self, mean, var, eps: float = 1e-8, name: str = None):
         super().__init__(name)
-        self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-        self.var = np.asarray(var, dtype=np.float64).reshape(-1)
+        self.mean = check_vector(mean, "Normalize mean")
+        self.var = check_vector(var, "Normalize var", low=0.0)
         if self.mean.shape != self.var.shape:
             raise ValueError(f"Normalize mean has {self.mean.size} values but var has {self.var.size}")
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.var).all()):
-            raise ValueError("Normalize mean and var must be finite")
-        if (self.var < 0).any():
-            raise ValueError("Normalize var must be non-negative")
-        self.eps = float(eps)
+        self.eps = check_positive(eps, "Normalize eps")
 
     def out_features(self, n_in):
         if self.mean.size != n_in:
@@ -162,13 +157,13 @@ class ReLU(Layer):
 
 
 class LeakyReLU(Layer):
+    """x for x > 0, else alpha x; alpha >= 0 (the backward pass reads the sign of the
+    output, which is the input's only for a non-negative slope)."""
     kind = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01, name: str = None):
         super().__init__(name)
-        if not np.isfinite(alpha):
-            raise ValueError(f"LeakyReLU alpha must be finite, got {alpha}")
-        self.alpha = float(alpha)
+        self.alpha = check_real(alpha, "LeakyReLU alpha", low=0.0)
 
 
 class Sigmoid(Layer):
@@ -192,7 +187,8 @@ class Model:
         if not isinstance(outputs, Tensor):
             raise TypeError("Model outputs must be a dlc tensor")
         self.dtype = DTYPES[dtype_code(dtype)]
-        self.seed = seed
+        self.seed = check_int(seed, "Model seed", low=0)
+        self.input_name = inputs.name
         self.layers = _chain(inputs, outputs)
         if not self.layers:
             raise ValueError("the model has no layers between its input and output")
@@ -231,16 +227,38 @@ class Model:
             if array.shape != self.params[name].shape:
                 raise ValueError(f"parameter {name!r} should have shape {self.params[name].shape}, "
                                  f"got {array.shape}")
-            if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-                raise TypeError(f"parameter {name!r} must be real numbers, got {array.dtype}")
+            check_real_dtype(array, f"parameter {name!r}")
             if not np.isfinite(array).all():
                 raise ValueError(f"parameter {name!r} contains NaN or inf")
-            staged[name] = np.array(array, dtype=self.dtype)
+            cast = cast_finite(array, self.dtype, f"parameter {name!r}")
+            staged[name] = cast.copy() if np.shares_memory(cast, array) else cast
         self.params.update(staged)
 
     def ir(self, mode: str = "inference") -> str:
         from .lower import lower
         return str(lower(self, mode))
+
+    def summary(self) -> str:
+        """A table of the layers (name, kind, output shape, parameters, of which
+        trainable) and the totals, with the parameters' size at the model's dtype."""
+        counts = {layer: [0, 0] for layer in self.layers}
+        for name, (layer, trainable, _) in self.param_info.items():
+            counts[layer][0] += self.params[name].size
+            counts[layer][1] += self.params[name].size if trainable else 0
+        rows = [(self.input_name or "input", "input", f"(B, {self.n_inputs})", 0, 0)]
+        n = self.n_inputs
+        for layer in self.layers:
+            n = layer.out_features(n)
+            rows.append((layer.name, layer.kind, f"(B, {n})", *counts[layer]))
+        total = sum(row[3] for row in rows)
+        trainable = sum(row[4] for row in rows)
+        title = (f"{type(self).__name__} ({self.dtype.name}): {self.n_inputs} inputs -> "
+                 f"{self.n_outputs} outputs")
+        return "\n".join([title] + format_table(("Layer", "Kind", "Output shape", "Params", "Trainable"),
+                                       rows) + [
+            f"Total params: {total:,} ({total * self.dtype.itemsize:,} bytes as {self.dtype.name})",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}"])
 
     def __repr__(self) -> str:
         chain = " -> ".join(l.name for l in self.layers)
@@ -260,6 +278,21 @@ class Sequential(Model):
                 raise TypeError(f"Sequential element {i} is {layer!r}, not a dlc layer")
             x = layer(x)
         super().__init__(layers[0], x, dtype=dtype, seed=seed)
+
+
+def format_table(header: tuple, rows: list) -> list:
+    """Text columns: strings left-aligned, numbers right-aligned, a rule under the
+    header and one closing the table."""
+    cells = [header] + [tuple(f"{v:,}" if isinstance(v, int) else str(v) for v in row)
+                        for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [isinstance(v, int) for v in rows[0]]
+
+    def line(row):
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(row, widths, numeric)).rstrip()
+    rule = "-" * len(line(tuple("x" * w for w in widths)))
+    return [line(header), rule] + [line(row) for row in cells[1:]] + [rule]
 
 
 def _chain(inputs: Tensor, outputs: Tensor) -> list:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .api import _check_model
 from .build import BuildError, compiler_command, run_compiler
+from .checks import check_int
 from .codegen import (TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export,
                       inference_layout, pack_params)
 from .inspect import Inspection, inspect_graph
@@ -87,8 +88,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     check_name(name)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    if isinstance(tile_rows, bool) or not isinstance(tile_rows, int) or tile_rows < 1:
-        raise ValueError(f"tile_rows must be a positive integer, got {tile_rows!r}")
+    tile_rows = check_int(tile_rows, "tile_rows", low=1)
     inspection, graph = inspect_graph(lower(net), passes, tile_rows)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from .checks import check_int
 from .codegen import TILE_ROWS, forward_context
 from .ir import Graph
 from .lower import lower
@@ -75,6 +76,7 @@ def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = TILE_ROWS,
     the exported C), the code and constant bytes."""
     from .api import _check_model
     _check_model(net)
+    tile_rows = check_int(tile_rows, "tile_rows", low=1)
     report, _ = inspect_graph(lower(net), passes, tile_rows)
     if not code_size:
         return report

@@ -89,6 +89,7 @@ class Graph:
     nodes: tuple
     outputs: tuple           # refs
     updates: tuple = ()      # (param ref, value ref): new parameter values, for training graphs
+    labels: Mapping = field(default_factory=dict)   # "%x" -> the name the user gave the input
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
@@ -96,6 +97,7 @@ class Graph:
         object.__setattr__(self, "nodes", tuple(self.nodes))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "updates", tuple(self.updates))
+        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
     def types(self) -> dict:
         """Every value's type, keyed by ref."""
@@ -138,8 +140,13 @@ def format_node(node: Node, with_layer: bool = True) -> str:
     return f"{node.out} : {node.type} = {node.op}({', '.join(args)}){comment}"
 
 
+def format_input(ref: str, type_: TensorType, label: str = None) -> str:
+    return f"{ref} : {type_}" + (f" {label!r}" if label else "")
+
+
 def format_graph(graph: Graph) -> str:
-    lines = ["graph(" + ", ".join(f"{r} : {t}" for r, t in graph.inputs.items()) + ") {"]
+    inputs = (format_input(r, t, graph.labels.get(r)) for r, t in graph.inputs.items())
+    lines = ["graph(" + ", ".join(inputs) + ") {"]
     for ref, param in graph.params.items():
         lines.append(f"  {ref} : {param.type}")
     lines += ["  " + format_node(n) for n in graph.nodes]
@@ -153,8 +160,9 @@ def format_graph(graph: Graph) -> str:
 class GraphBuilder:
     """Appends nodes with fresh names, inferring each result type from the op registry."""
 
-    def __init__(self, inputs=None, params=None, nodes=(), start=0):
+    def __init__(self, inputs=None, params=None, nodes=(), start=0, labels=None):
         self.inputs = dict(inputs or {})
+        self.labels = dict(labels or {})
         self.params = dict(params or {})
         self.nodes = list(nodes)
         self.counter = start
@@ -164,11 +172,16 @@ class GraphBuilder:
     @classmethod
     def extending(cls, graph: Graph) -> "GraphBuilder":
         numbers = [int(n.out[1:]) for n in graph.nodes if n.out[1:].isdigit()]
-        return cls(graph.inputs, graph.params, graph.nodes, max(numbers, default=-1) + 1)
+        return cls(graph.inputs, graph.params, graph.nodes, max(numbers, default=-1) + 1,
+                   graph.labels)
 
-    def input(self, name: str, type_: TensorType) -> str:
+    def input(self, name: str, type_: TensorType, label: str = None) -> str:
+        """The input ``%name``; ``label``, the user's name for it, shows in the IR text
+        (the ref stays fixed: the C backends know the input as %x)."""
         ref = "%" + name
         self.inputs[ref] = type_
+        if label:
+            self.labels[ref] = label
         return ref
 
     def param(self, name: str, value: np.ndarray, **info) -> str:
@@ -203,4 +216,4 @@ class GraphBuilder:
 
     def build(self, outputs, updates=()) -> Graph:
         return Graph(self.inputs, self.params, self.nodes, tuple(outputs),
-                     tuple(self.updates) + tuple(updates))
+                     tuple(self.updates) + tuple(updates), self.labels)

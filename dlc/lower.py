@@ -13,7 +13,8 @@ def lower(model: dsl.Model, mode: str = "inference") -> Graph:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     b = GraphBuilder()
-    x = b.input("x", TensorType((BATCH, model.n_inputs), dtype_code(model.dtype)))
+    x = b.input("x", TensorType((BATCH, model.n_inputs), dtype_code(model.dtype)),
+                label=model.input_name)
     for layer in model.layers:
         params = {}
         for name, (owner, trainable, regularized) in model.param_info.items():

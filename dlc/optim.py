@@ -12,30 +12,16 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from .checks import positive_int
-
-
-def check_real(value, what: str, low=None, high=None, low_open=False, high_open=True) -> float:
-    """``value`` as a finite float in the given range, else a ValueError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    value = float(value)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        raise ValueError(f"{what} must be in {left}{low if low is not None else '-inf'}, "
-                         f"{high if high is not None else 'inf'}{right}, got {value!r}")
-    return value
+from .checks import check_fraction, check_int, check_positive, check_real
 
 
 def check_lr(lr, owner: str) -> float:
-    return check_real(lr, f"{owner} lr", low=0.0, low_open=True)
+    return check_positive(lr, f"{owner} lr")
 
 
 def check_beta(beta, what: str) -> float:
-    return check_real(beta, what, low=0.0, high=1.0)
+    """An EWMA weight in [0, 1): 1 would never move."""
+    return check_fraction(beta, what, high_open=True)
 
 
 # ---------------------------------------------------------------- schedules
@@ -60,9 +46,8 @@ class InverseTimeDecay(Schedule):
     """lr0 / (1 + decay_rate * floor(epoch / interval)); interval > 1 makes it a staircase."""
 
     def __init__(self, decay_rate: float = 1.0, interval: int = 1):
-        self.decay_rate = check_real(decay_rate, "InverseTimeDecay decay_rate", low=0.0,
-                                     high=None)
-        self.interval = positive_int(interval, "InverseTimeDecay interval")
+        self.decay_rate = check_real(decay_rate, "InverseTimeDecay decay_rate", low=0.0)
+        self.interval = check_int(interval, "InverseTimeDecay interval", low=1)
 
     def __call__(self, lr0, epoch):
         return lr0 / (1 + self.decay_rate * (epoch // self.interval))
@@ -72,8 +57,7 @@ class ExponentialDecay(Schedule):
     """lr0 * k ** epoch."""
 
     def __init__(self, k: float = 0.95):
-        self.k = check_real(k, "ExponentialDecay k", low=0.0, high=1.0, low_open=True,
-                            high_open=False)
+        self.k = check_fraction(k, "ExponentialDecay k", low_open=True)
 
     def __call__(self, lr0, epoch):
         return lr0 * self.k ** epoch
@@ -83,7 +67,7 @@ class SqrtDecay(Schedule):
     """lr0 * k / sqrt(epoch + 1) (the epoch number counted from 1)."""
 
     def __init__(self, k: float = 1.0):
-        self.k = check_real(k, "SqrtDecay k", low=0.0, low_open=True)
+        self.k = check_positive(k, "SqrtDecay k")
 
     def __call__(self, lr0, epoch):
         return lr0 * self.k / math.sqrt(epoch + 1)
@@ -93,9 +77,8 @@ class StepDecay(Schedule):
     """lr0 * factor ** floor(epoch / every): drops by ``factor`` every ``every`` epochs."""
 
     def __init__(self, factor: float = 0.5, every: int = 10):
-        self.factor = check_real(factor, "StepDecay factor", low=0.0, high=1.0, low_open=True,
-                                 high_open=False)
-        self.every = positive_int(every, "StepDecay every")
+        self.factor = check_fraction(factor, "StepDecay factor", low_open=True)
+        self.every = check_int(every, "StepDecay every", low=1)
 
     def __call__(self, lr0, epoch):
         return lr0 * self.factor ** (epoch // self.every)
@@ -178,7 +161,7 @@ class RMSProp(Optimizer):
                  schedule=None):
         self.lr = check_lr(lr, "RMSProp")
         self.beta2 = check_beta(beta2, "RMSProp beta2")
-        self.eps = check_real(eps, "RMSProp eps", low=0.0, high=None, low_open=True)
+        self.eps = check_positive(eps, "RMSProp eps")
         self.schedule = check_schedule(schedule)
 
     def updates(self, b, W, g, slots, lr, step, layer):
@@ -197,7 +180,7 @@ class Adam(Optimizer):
         self.lr = check_lr(lr, "Adam")
         self.beta1 = check_beta(beta1, "Adam beta1")
         self.beta2 = check_beta(beta2, "Adam beta2")
-        self.eps = check_real(eps, "Adam eps", low=0.0, high=None, low_open=True)
+        self.eps = check_positive(eps, "Adam eps")
         self.schedule = check_schedule(schedule)
 
     def updates(self, b, W, g, slots, lr, step, layer):

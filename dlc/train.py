@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import sys
 import time
-from numbers import Integral
 
 import numpy as np
 
 from . import interpreter
 from .autodiff import backward
 from .build import DEFAULT_FLAGS, build
-from .checks import as_batch, first_bad_row
+from .checks import as_batch, cast_finite, check_int, check_real, first_bad_row
 from .codegen import generate_train_module, param_layout
 from .dsl import Model
 from .ir import BATCH, Graph, GraphBuilder, TensorType
 from .lower import lower
-from .optim import Optimizer, check_real, learning_rate
+from .optim import Optimizer, learning_rate
 from .passes import run_pipeline
 from .verify import verify
 
@@ -283,7 +282,7 @@ class Trainer:
                     raise ValueError(f"state {group}[{ref[1:]!r}] should be finite with shape "
                                      f"{self.views[ref].shape}, got shape {value.shape}")
                 staged[ref] = value
-        counters = {key: check_count(state[key], f"state {key!r}") for key in
+        counters = {key: check_int(state[key], f"state {key!r}", low=0) for key in
                     ("step", "epoch", "seed")}
         for ref, value in staged.items():
             self.views[ref][...] = value
@@ -314,9 +313,10 @@ class Trainer:
         """
         X = as_batch(X, self.net.n_inputs, self.dtype)
         T = self.targets(Y, X.shape[0])
-        epochs = check_count(epochs, "epochs")
-        batch_size = check_batch_size(batch_size, X.shape[0])
-        seed = self.seed if seed is None else check_seed(seed)
+        epochs = check_int(epochs, "epochs", low=0)
+        batch_size = check_int(batch_size, "batch_size", low=1, high=X.shape[0],
+                               note="at most the number of examples")
+        seed = self.seed if seed is None else check_int(seed, "seed", low=0, high=MAX_SEED - 1)
         dev = None if dev is None else self._dev_set(dev)
         callbacks = list(callbacks or ())
         if augment is not None and not callable(augment):
@@ -434,27 +434,6 @@ def accuracy(loss: str, P: np.ndarray, T: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- checks
 
-def check_count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}), got {seed!r}")
-    return int(seed)
-
-
-def check_batch_size(batch_size, n_rows: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral):
-        raise TypeError(f"batch_size must be an integer, got {batch_size!r}")
-    if not 1 <= batch_size <= n_rows:
-        raise ValueError(f"batch_size must be between 1 and the number of examples "
-                         f"({n_rows}), got {batch_size}")
-    return int(batch_size)
-
-
 def as_targets(Y, n_rows: int, n_out: int, loss: str, dtype, what: str = "Y") -> np.ndarray:
     """Targets as a (n_rows, n_out) array: integer class labels become one-hot for
     cross-entropy; a vector is one column for a single-output network."""
@@ -480,7 +459,7 @@ def as_targets(Y, n_rows: int, n_out: int, loss: str, dtype, what: str = "Y") ->
     if loss != "mse" and ((Y < 0) | (Y > 1)).any():
         raise ValueError(f"{what} for {loss} must lie in [0, 1] (probabilities or one-hot), "
                          f"got values in [{Y.min()}, {Y.max()}]")
-    return np.ascontiguousarray(Y, dtype=dtype)
+    return cast_finite(Y, dtype, what)
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype, what: str) -> np.ndarray:
@@ -495,10 +474,6 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype, what: str) -> np.ndarray:
     Y = np.zeros((labels.size, n_classes), dtype)
     Y[np.arange(labels.size), labels.astype(np.int64)] = 1
     return Y
-
-
-def check_penalty(value, what: str) -> float:
-    return check_real(value, what, low=0.0, high=None)
 
 
 def progress_bar(progress, total: int):
@@ -535,7 +510,7 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
         optimizer = Adam()
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be dlc.SGD, Momentum, RMSProp or Adam, got {optimizer!r}")
-    l2, l1 = check_penalty(l2, "l2"), check_penalty(l1, "l1")
+    l2, l1 = check_real(l2, "l2", low=0.0), check_real(l1, "l1", low=0.0)
     if regularize is not None and not isinstance(regularize, str):
         regularize = list(regularize)
     graph = training_graph(net, loss, optimizer, l2=l2, l1=l1, regularize=regularize)

@@ -62,7 +62,7 @@ def test_history_without_accuracies_gets_a_clear_error():
 @pytest.mark.parametrize("args, error, message", [
     ((11, 0.2), ValueError, "did you mean 0.11"),
     ((0.1, -0.1), ValueError, r"dev_error must be in \[0, 1\]"),
-    ((0.1, "0.2"), TypeError, "dev_error must be a number"),
+    ((0.1, "0.2"), TypeError, r"dev_error must be a real number, got .0.2. \(str\)"),
     ((0.1,), TypeError, "history"),
 ])
 def test_bad_arguments(args, error, message):

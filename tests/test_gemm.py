@@ -264,13 +264,20 @@ def test_compiled_model_identical_for_any_thread_count(dtype):
                                atol=tolerance / 10)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
-def test_threads_must_be_a_positive_integer(bad):
+@pytest.mark.parametrize("bad, error, message", [
+    (0, ValueError, "threads must be a positive integer, got 0"),
+    (-1, ValueError, "threads must be a positive integer, got -1"),
+    (1.5, TypeError, r"threads must be an integer, got 1.5 \(float\)"),
+    ("2", TypeError, r"threads must be an integer, got '2' \(str\)"),
+    (True, TypeError, r"threads must be an integer, got True \(bool\)"),
+    (None, TypeError, "threads must be an integer, got None"),
+])
+def test_threads_must_be_a_positive_integer(bad, error, message):
     import dlc
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+    with pytest.raises(error, match=message):
         dlc.compile(wide_net("float32"), threads=bad)
     model = dlc.compile(wide_net("float32"))
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+    with pytest.raises(error, match=message):
         model.threads = bad
 
 

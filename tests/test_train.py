@@ -365,14 +365,14 @@ def untouched(t):
     (dict(Y=np.array([0, -1, 2] * 10)), r"label -1"),
     (dict(Y=np.zeros((30, 4))), r"4 columns.*3 outputs"),
     (dict(Y=np.zeros(29, int)), r"30 rows"),
-    (dict(batch_size=0), r"batch_size must be between 1 and the number of examples \(30\), got 0"),
+    (dict(batch_size=0), r"batch_size must be an integer in \[1, 30\] \(at most the number of examples\), got 0"),
     (dict(batch_size=31), r"got 31"),
     (dict(X=np.full((30, 4), np.nan)), r"X contains NaN"),
     (dict(Y=np.where(np.arange(30) == 4, np.nan, 0.0)),
      r"Y contains NaN or inf \(first at row 4\)"),
     (dict(Y=np.full(30, 0.5)), r"labels must be integers, got 0.5 at row 0"),
     (dict(X=np.zeros((30, 5))), r"5 features per row, the model expects 4"),
-    (dict(seed=-1), r"seed must be an integer"),
+    (dict(seed=-1), r"seed must be an integer in \[0, 16777215\], got -1"),
     (dict(epochs=-2), r"epochs must be a non-negative integer"),
     (dict(dev=(np.zeros((3, 4)), np.array([0, 1, 5]))), r"dev Y has label 5"),
 ])
@@ -387,17 +387,17 @@ def test_bad_fit_input_is_rejected_before_any_c_runs(change, message):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: dlc.SGD(lr=0), r"SGD lr must be in \(0.0, inf\), got 0.0"),
+    (lambda: dlc.SGD(lr=0), r"SGD lr must be in \(0, inf\), got 0.0"),
     (lambda: dlc.Adam(lr=-1e-3), r"Adam lr"),
-    (lambda: dlc.Momentum(lr=0.1, beta=1.0), r"Momentum beta must be in \[0.0, 1.0\), got 1.0"),
+    (lambda: dlc.Momentum(lr=0.1, beta=1.0), r"Momentum beta must be in \[0, 1\), got 1.0"),
     (lambda: dlc.Adam(beta1=-0.1), r"Adam beta1"),
     (lambda: dlc.Adam(beta2=1.5), r"Adam beta2"),
     (lambda: dlc.RMSProp(beta2=float("nan")), r"RMSProp beta2 must be a finite number"),
     (lambda: dlc.RMSProp(eps=0), r"RMSProp eps"),
     (lambda: dlc.SGD(lr=0.1, schedule=3), r"schedule must be"),
     (lambda: dlc.StepDecay(every=0), r"StepDecay every must be a positive integer, got 0"),
-    (lambda: dlc.InverseTimeDecay(decay_rate=-1), r"decay_rate must be in \[0.0, inf\)"),
-    (lambda: dlc.ExponentialDecay(k=0), r"ExponentialDecay k must be in \(0.0, 1.0\]"),
+    (lambda: dlc.InverseTimeDecay(decay_rate=-1), r"decay_rate must be in \[0, inf\), got -1.0"),
+    (lambda: dlc.ExponentialDecay(k=0), r"ExponentialDecay k must be in \(0, 1\], got 0.0"),
 ])
 def test_bad_optimizer_settings(make, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -90,11 +90,17 @@ def test_threads_give_the_same_bits_as_one_thread():
     np.testing.assert_allclose(states[0], ref.state, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
-def test_bad_threads_are_rejected(threads):
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+@pytest.mark.parametrize("threads, error, message", [
+    (0, ValueError, "threads must be a positive integer, got 0"),
+    (-1, ValueError, "threads must be a positive integer, got -1"),
+    (1.5, TypeError, r"threads must be an integer, got 1.5 \(float\)"),
+    (True, TypeError, r"threads must be an integer, got True \(bool\)"),
+    ("2", TypeError, r"threads must be an integer, got '2' \(str\)"),
+])
+def test_bad_threads_are_rejected(threads, error, message):
+    with pytest.raises(error, match=message):
         dlc.compile(wide_net(8), mode="train", flags=FLAGS, threads=threads)
     trainer = dlc.compile(wide_net(8), mode="train", flags=FLAGS)
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+    with pytest.raises(error, match=message):
         trainer.threads = threads
     assert trainer.threads == 1

@@ -219,7 +219,7 @@ class _BaseMLP(BaseEstimator):
             return min(AUTO_BATCH, n_rows)
         if self.batch_size > n_rows:
             warnings.warn(f"batch_size {self.batch_size} is larger than the {n_rows} samples; "
-                          f"it is clipped to {n_rows}", UserWarning)
+                          f"it is clipped to {n_rows}", UserWarning, stacklevel=4)
         return min(int(self.batch_size), n_rows)
 
     def _split_validation(self, X, targets, rng):
@@ -255,7 +255,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = trainer.epoch
         if converge and trainer.epoch - before >= epochs and callbacks[0].stopped_epoch is None:
             warnings.warn(f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "
-                          f"before the loss converged (tol={self.tol})", ConvergenceWarning)
+                          f"before the loss converged (tol={self.tol})", ConvergenceWarning,
+                          stacklevel=3)
 
     def _outputs(self, X) -> np.ndarray:
         """The network's outputs for ``X`` through the compiled inference library."""

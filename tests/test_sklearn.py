@@ -1,7 +1,11 @@
 """dlc.sklearn: estimators that train in C, checked by scikit-learn's own estimator checks
 and against the dlc reference; from_sklearn against scikit-learn's MLPs as the oracle."""
+import os
 import pickle
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ import dlc
 from dlc.sklearn import MLPClassifier, MLPRegressor, expected_failed_checks
 from helpers import assert_matches
 
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
@@ -110,6 +115,25 @@ def test_pickle_keeps_weights_and_optimizer_state(iris):
     copy.partial_fit(X, y)      # resumes with the Adam moments and step count it was saved with
     np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(copy.loss_curve_, clf.loss_curve_)
+
+
+UNPICKLE = """
+import pickle, sys, numpy as np
+with open(sys.argv[1], "rb") as f:
+    clf = pickle.load(f)
+np.save(sys.argv[2], clf.predict_proba(np.load(sys.argv[3])))
+"""
+
+
+def test_unpickled_in_another_process_predicts_the_same(iris, tmp_path):
+    X, y = iris
+    clf = MLPClassifier((8,), max_iter=5, random_state=0).fit(X, y)
+    (tmp_path / "clf.pkl").write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", X)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", UNPICKLE, tmp_path / "clf.pkl", tmp_path / "P.npy",
+                    tmp_path / "X.npy"], env=env, check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), clf.predict_proba(X))
 
 
 def test_early_stopping_restores_the_best_epoch(iris):

@@ -63,8 +63,8 @@ class _Runtime:
     library.  Never pickled (``__getstate__`` keeps the trainer's state instead); one
     mutable holder, so predicting leaves the estimator's ``__dict__`` unchanged."""
 
-    def __init__(self, trainer=None):
-        self.trainer, self.model, self.model_stale = trainer, None, True
+    def __init__(self):
+        self.trainer, self.model, self.model_stale = None, None, True
 
 
 class _BaseMLP(BaseEstimator):
@@ -164,7 +164,8 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ = []
         self.n_iter_ = 0
         self._runtime = _Runtime()
-        self.__dict__.pop("_trainer_state", None)
+        for stale in ("_trainer_state", "validation_loss_curve_"):
+            self.__dict__.pop(stale, None)
 
     def _network(self, n_inputs: int, n_outputs: int, seed: int) -> dsl.Model:
         activation = ACTIVATIONS[self.activation]
@@ -310,7 +311,7 @@ class _BaseMLP(BaseEstimator):
             _positive_int(getattr(self, name), name)
         optim.check_real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
                          low_open=True)
-        if str(np.dtype(self.dtype)) not in ("float32", "float64"):
+        if self.dtype not in ("float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 

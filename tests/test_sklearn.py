@@ -146,6 +146,17 @@ def test_early_stopping_restores_the_best_epoch(iris):
     assert len(curve) - clf.n_iter_ == 3
 
 
+def test_refit_starts_new_curves(iris):
+    X, y = iris
+    clf = MLPClassifier((8,), early_stopping=True, n_iter_no_change=2, max_iter=20,
+                        random_state=0).fit(X, y)
+    first = len(clf.validation_loss_curve_)
+    clf.fit(X, y)
+    assert len(clf.validation_loss_curve_) == len(clf.loss_curve_) == first
+    clf.set_params(early_stopping=False).fit(X, y)
+    assert not hasattr(clf, "validation_loss_curve_")
+
+
 def test_convergence_warning_at_max_iter(iris):
     X, y = iris
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):

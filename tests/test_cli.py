@@ -18,7 +18,8 @@ COMMANDS = ["inspect", "export", "compile", "predict", "bench", "demo", "cache",
 
 def run(*args, cache=None, check=True):
     """``python -m dlc ARGS`` with this checkout's dlc; the session's cache unless given."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     if cache is not None:
         env["DLC_CACHE_DIR"] = str(cache)
     done = subprocess.run([sys.executable, "-m", "dlc", *map(str, args)], env=env,

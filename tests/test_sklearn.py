@@ -130,7 +130,8 @@ def test_unpickled_in_another_process_predicts_the_same(iris, tmp_path):
     clf = MLPClassifier((8,), max_iter=5, random_state=0).fit(X, y)
     (tmp_path / "clf.pkl").write_bytes(pickle.dumps(clf))
     np.save(tmp_path / "X.npy", X)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, "-c", UNPICKLE, tmp_path / "clf.pkl", tmp_path / "P.npy",
                     tmp_path / "X.npy"], env=env, check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), clf.predict_proba(X))
@@ -232,11 +233,14 @@ def sklearn_mlps():
     X = rng.normal(size=(60, 5))
     y3 = rng.integers(0, 3, 60)
     multilabel = (X[:, :3] > 0).astype(int)
-    fits = [("softmax-relu", SkMLPClassifier(hidden_layer_sizes=(7, 6), activation="relu"), y3),
-            ("binary-tanh", SkMLPClassifier(hidden_layer_sizes=(7,), activation="tanh"), y3 % 2),
-            ("multilabel-logistic", SkMLPClassifier(hidden_layer_sizes=(7,), activation="logistic"), multilabel),
-            ("regressor-identity", SkMLPRegressor(hidden_layer_sizes=(7,), activation="identity"), X[:, 0]),
-            ("regressor-2-outputs", SkMLPRegressor(hidden_layer_sizes=(7,), activation="relu"), X[:, :2] * 3)]
+    fits = [("softmax-relu", SkMLPClassifier((7, 6), "relu"), y3),
+            ("binary-tanh", SkMLPClassifier((7,), "tanh"), y3 % 2),
+            ("multilabel-logistic", SkMLPClassifier((7,), "logistic"), multilabel),
+            ("regressor-identity", SkMLPRegressor(loss="squared_error",
+                                                  hidden_layer_sizes=(7,),
+                                                  activation="identity"), X[:, 0]),
+            ("regressor-2-outputs", SkMLPRegressor(loss="squared_error", hidden_layer_sizes=(7,),
+                                                   activation="relu"), X[:, :2] * 3)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for name, mlp, target in fits:

@@ -19,4 +19,13 @@ __all__ = ["BatchNorm", "Dense", "Dropout", "Input", "LeakyReLU", "Model", "Norm
            "export_c", "inspect",
            "callbacks", "data", "EarlyStopping", "load", "save", "diagnose", "plot_history",
            "SGD", "Momentum", "RMSProp", "Adam", "InverseTimeDecay", "ExponentialDecay",
-           "SqrtDecay", "StepDecay"]
+           "SqrtDecay", "StepDecay", "from_sklearn"]
+
+
+def __getattr__(name):
+    # from_sklearn lives in dlc.sklearn, the one module that imports scikit-learn (an
+    # optional dependency): importing dlc must not import it, so it is looked up on use.
+    if name == "from_sklearn":
+        from .sklearn import from_sklearn
+        return from_sklearn
+    raise AttributeError(f"module 'dlc' has no attribute {name!r}")

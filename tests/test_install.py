@@ -41,6 +41,9 @@ def test_non_editable_install_compiles_a_model(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "installed-ok" in done.stdout
+    script = subprocess.run([str(venv / "bin" / "dlc"), "--version"], env=env,
+                            capture_output=True, text=True)
+    assert script.returncode == 0 and "dlc, version" in script.stdout, script.stderr
     installed = Path(done.stdout.split()[-1]).parent
     assert (installed / "templates" / "model.c.j2").is_file()
     assert (installed / "templates" / "ops" / "dense.c.j2").is_file()

@@ -1,11 +1,13 @@
 """Training: one training graph (forward in training form, loss, penalty, backward,
-optimizer update), run by generated C one epoch per call, or by the reference
-interpreter step by step.
+optimizer update), run by generated C in calls of whole mini-batches (about
+``CHUNK_SECONDS`` each, so Ctrl-C is noticed quickly), or by the reference interpreter
+step by step.
 
 ``training_graph`` builds the graph; ``Trainer`` owns the state block (parameters,
 optimizer state, running statistics) as one NumPy array that the C code updates in
 place, and runs the epoch loop: a seeded shuffle per epoch, the learning rate from
-the schedule, write-back of the weights into the model after every epoch.
+the schedule, write-back of the weights into the model after every epoch, which
+commits whole or, on any exception, not at all.
 """
 from __future__ import annotations
 
@@ -223,6 +225,9 @@ class Trainer:
     count reaches the graph as a float scalar: exact up to 2**24 steps in float32.
     ``threads`` (settable) is the number of threads of the matrix multiplies; each
     splits only its output columns, so the results are the same whatever the count.
+    Weights set on the model (``net.set_params``) are taken over at the next fit,
+    evaluate, predict or state_dict.  A trainer pickles with its model and whole state
+    and is rebuilt from the build cache on unpickling (multiprocessing, Dask).
     """
 
     def __init__(self, net: Model, graph: Graph, loss: str, optimizer: Optimizer,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import interpreter
-from .build import DEFAULT_FLAGS, build, build_extension
+from .build import DEFAULT_FLAGS, build, build_extension, resolve_flags
 from .checks import as_batch, check_int
 from .codegen import LIBRARY_TILE_ROWS, aligned_zeros, generate_module, pack_params
 from .dsl import Model
@@ -40,11 +40,14 @@ def reference(net: Model) -> Reference:
 
 
 class CompiledModel:
-    """An inference library built from the model; weights are copied in at compile time."""
+    """An inference library built from the model; weights are copied in at compile time.
+    It pickles as its graph and build options: unpickling rebuilds the library from the
+    build cache (compiling it if absent), with the same weights and bits."""
 
     def __init__(self, graph: Graph, ffi, lib, context: dict, source: str, threads: int = 1,
-                 cc=None):
+                 cc=None, build_options: dict = None):
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
+        self._build_options = dict(build_options or {}, cc=cc)
         self.n_inputs, self.n_outputs = context["n_inputs"], context["n_outputs"]
         self.dtype = next(iter(graph.inputs.values())).np_dtype
         self._layout = context["layout"]
@@ -103,6 +106,14 @@ class CompiledModel:
     def ir(self) -> str:
         return str(self.graph)
 
+    def __reduce__(self):
+        return (rebuild_compiled, (self.graph, dict(self._build_options, threads=self.threads)))
+
+
+def rebuild_compiled(graph: Graph, options: dict) -> CompiledModel:
+    """The CompiledModel of a pickle."""
+    return compile_graph(graph, **options)
+
 
 def fastcall(cc=None):
     """The module that calls dlc_predict from Python (dlc/_fastcall.c), built by the
@@ -137,6 +148,8 @@ def compile_graph(graph: Graph, *, cc=None, flags=DEFAULT_FLAGS,
     """Build an inference graph (one batched input, one output) as it stands."""
     threads = check_threads(threads)
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
+    flags = resolve_flags(flags)
     header, source, context = generate_module(graph, tile_rows)
     ffi, lib = build(header, source, cc=cc, flags=flags)
-    return CompiledModel(graph, ffi, lib, context, source, threads, cc)
+    return CompiledModel(graph, ffi, lib, context, source, threads, cc,
+                         build_options=dict(flags=flags, tile_rows=tile_rows))

@@ -101,7 +101,14 @@ def resolve_flags(flags) -> tuple:
             raise ValueError(f"unknown flag preset {flags!r}; use one of {sorted(FLAG_PRESETS)} "
                              "or a list of compiler flags")
         flags = FLAG_PRESETS[flags]
-    return tuple(flags)
+    try:
+        flags = tuple(flags)
+    except TypeError:
+        raise TypeError(f"flags must be a preset name {sorted(FLAG_PRESETS)} or a list of "
+                        f"compiler flags, got {flags!r}") from None
+    if not all(isinstance(flag, str) for flag in flags):
+        raise TypeError(f"flags must be strings, got {list(flags)!r}")
+    return flags
 
 
 def cache_key(*parts: str) -> str:

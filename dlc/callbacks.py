@@ -1,7 +1,9 @@
 """Callbacks for ``trainer.fit(..., callbacks=[...])``.
 
-A callback has optional methods ``on_epoch_end(trainer, epoch, logs)`` (return a
-truthy value to stop training) and ``on_train_end(trainer, history)``.  They run in
+A callback has optional methods ``on_train_begin(trainer)`` (at the start of every
+``fit``), ``on_epoch_end(trainer, epoch, logs)`` (return a truthy value to stop
+training) and ``on_train_end(trainer, history)``; ``fit(callbacks=...)`` takes one
+callback or a list.  They run in
 the order given, so put ``TrainMetrics`` before an ``EarlyStopping`` that reads it.
 """
 from __future__ import annotations
@@ -46,6 +48,10 @@ class EarlyStopping:
         if self.mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping cannot tell whether {monitor!r} should go up or "
                              f"down; pass mode='min' or mode='max'")
+        self.on_train_begin(None)
+
+    def on_train_begin(self, trainer):
+        """Forget the previous fit: each fit stops and restores on its own epochs."""
         self.best = self.best_epoch = self.stopped_epoch = self.best_state = None
         self.wait = 0
 

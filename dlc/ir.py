@@ -81,6 +81,9 @@ class Node:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
 
+    def __reduce__(self):       # a mappingproxy does not pickle; its dict does
+        return (Node, (self.out, self.op, self.inputs, dict(self.attrs), self.type, self.layer))
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -98,6 +101,10 @@ class Graph:
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "updates", tuple(self.updates))
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+
+    def __reduce__(self):
+        return (Graph, (dict(self.inputs), dict(self.params), self.nodes, self.outputs,
+                        self.updates))
 
     def types(self) -> dict:
         """Every value's type, keyed by ref."""

@@ -1,22 +1,26 @@
 """Training: one training graph (forward in training form, loss, penalty, backward,
-optimizer update), run by generated C one epoch per call, or by the reference
-interpreter step by step.
+optimizer update), run by generated C in calls of whole mini-batches (about
+``CHUNK_SECONDS`` each, so Ctrl-C is noticed quickly), or by the reference interpreter
+step by step.
 
 ``training_graph`` builds the graph; ``Trainer`` owns the state block (parameters,
 optimizer state, running statistics) as one NumPy array that the C code updates in
 place, and runs the epoch loop: a seeded shuffle per epoch, the learning rate from
-the schedule, write-back of the weights into the model after every epoch.
+the schedule, write-back of the weights into the model after every epoch, which
+commits whole or, on any exception, not at all.
 """
 from __future__ import annotations
 
+import inspect
 import sys
 import time
+from numbers import Integral
 
 import numpy as np
 
 from . import interpreter
 from .autodiff import backward
-from .build import DEFAULT_FLAGS, build
+from .build import DEFAULT_FLAGS, build, resolve_flags
 from .checks import as_batch, cast_finite, check_int, check_real, first_bad_row
 from .codegen import generate_train_module, param_layout
 from .dsl import Model
@@ -31,7 +35,10 @@ LOSSES = {"cross_entropy": ("softmax", "softmax_cross_entropy"),
           "binary_cross_entropy": ("sigmoid", "sigmoid_cross_entropy"),
           "mse": (None, "mse")}
 SCALAR_INPUTS = ("m", "lr", "step", "seed")
+DEFAULT_BATCH_SIZE = 64
+CHUNK_SECONDS = 0.015   # an epoch runs in calls of about this long: the latency of Ctrl-C
 MAX_SEED = 1 << 24      # seeds are fed to the graph as exact float32 scalars
+CALLBACK_METHODS = ("on_train_begin", "on_epoch_end", "on_train_end")
 
 
 # ---------------------------------------------------------------- the training graph
@@ -118,23 +125,25 @@ EXTRA_FLAGS = ("-fno-math-errno",)
 class CBackend:
     """Runs whole epochs in the generated C."""
 
+    name = "c"
+
     def __init__(self, graph: Graph, cc=None, flags=DEFAULT_FLAGS):
+        flags = resolve_flags(flags)        # a preset name or a list of flags
         header, self.c_source, context = generate_train_module(graph)
-        self.ffi, self.lib = build(header, self.c_source, cc=cc,
-                                   flags=tuple(flags) + EXTRA_FLAGS)
+        self.ffi, self.lib = build(header, self.c_source, cc=cc, flags=flags + EXTRA_FLAGS)
         self.ctype = f"{context['ctype']}[]"
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None
         self._inference = None      # the last inference library, reused while its IR holds
 
-    def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0):
-        """(sum of cost * rows, steps run, whether every cost was finite)."""
+    def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
+        """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
         ffi, lib = self.ffi, self.lib
         n_work = lib.dlc_work_elements(batch_size)
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
-        loss_sum, steps = ffi.new("double *"), ffi.new("int64_t *")
+        loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
         lib.dlc_set_threads(self.threads)   # the library may be shared by several trainers
         status = lib.dlc_train_epoch(
             ffi.from_buffer(self.ctype, state, require_writable=True),
@@ -158,14 +167,15 @@ class CBackend:
 
 class ReferenceBackend:
     """Runs the same training graph step by step with the NumPy interpreter."""
+    name = "reference"
 
     def __init__(self, graph: Graph, views: dict):
         self.graph, self.views = graph, views
         self.threads = 1
 
-    def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0):
+    def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
         dtype = state.dtype
-        total = 0.0
+        total = loss_sum
         for k, start in enumerate(range(0, order.size, batch_size)):
             rows = order[start:start + batch_size]
             inputs = {"%x": X[rows], "%y": T[rows], "%m": np.array(rows.size, dtype),
@@ -215,6 +225,9 @@ class Trainer:
     count reaches the graph as a float scalar: exact up to 2**24 steps in float32.
     ``threads`` (settable) is the number of threads of the matrix multiplies; each
     splits only its output columns, so the results are the same whatever the count.
+    Weights set on the model (``net.set_params``) are taken over at the next fit,
+    evaluate, predict or state_dict.  A trainer pickles with its model and whole state
+    and is rebuilt from the build cache on unpickling (multiprocessing, Dask).
     """
 
     def __init__(self, net: Model, graph: Graph, loss: str, optimizer: Optimizer,
@@ -235,6 +248,7 @@ class Trainer:
                         else ReferenceBackend(graph, self.views))
         self.threads = threads
         self.step, self.epoch, self.seed = 0, 0, 0
+        self._chunk_rows = 1        # rows per call into the C epoch loop, adapted as it runs
 
     @property
     def threads(self) -> int:
@@ -256,6 +270,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """Copies of the parameters and optimizer state, and the counters."""
+        self._adopt_model_params()
         return {"params": {ref[1:]: self.views[ref].copy() for ref in self._model_refs()},
                 "optimizer": {ref[1:]: self.views[ref].copy() for ref in self._slot_refs()},
                 "step": int(self.step), "epoch": int(self.epoch), "seed": int(self.seed),
@@ -289,6 +304,20 @@ class Trainer:
         self.step, self.epoch, self.seed = counters["step"], counters["epoch"], counters["seed"]
         self._write_back()
 
+    def _adopt_model_params(self) -> None:
+        """Take the weights the model holds when they differ from the trainer's (set with
+        ``net.set_params`` since the last epoch, pretrained weights for fine-tuning), so
+        that training, evaluation and saving all start from the model's current weights."""
+        for ref in self._model_refs():
+            value, view = self.net.params[ref[1:]], self.views[ref]
+            if same_array(value, view):
+                continue
+            if not np.array_equal(value, view):
+                if np.shape(value) != view.shape or not np.isfinite(value).all():
+                    raise ValueError(f"model parameter {ref[1:]!r} should be finite with shape "
+                                     f"{view.shape}, got shape {np.shape(value)}")
+                view[...] = value
+
     def _write_back(self) -> None:
         # Copies, not views, so the model never aliases the training state; no checks,
         # as set_params would make: the values come from the state block itself.
@@ -301,32 +330,41 @@ class Trainer:
 
     # ------------------------------------------------------------ training
 
-    def fit(self, X, Y, epochs: int = 1, batch_size: int = 64, seed: int = None, dev=None,
+    def fit(self, X, Y, epochs: int = 1, batch_size: int = None, seed: int = None, dev=None,
             callbacks=(), augment=None, progress=None, drop_last: bool = False) -> History:
         """Train ``epochs`` more epochs; returns the History of this call.
 
+        Training starts from the model's current weights (``net.set_params`` included).
+        ``batch_size`` defaults to 64, or to the number of rows when there are fewer;
         ``seed`` defaults to the trainer's (0, or the one of the last fit or loaded state);
-        ``dev=(X, Y)`` adds dev_loss and dev_accuracy to each epoch's logs; callbacks'
-        ``on_epoch_end(trainer, epoch, logs)`` may return True to stop; ``augment(X, rng)``
-        returns the epoch's inputs; ``progress`` shows a tqdm bar (None: when stderr is a
-        terminal); ``drop_last`` skips the last partial mini-batch.
+        ``dev=(X, Y)`` adds the dev metrics of ``evaluate`` (dev_loss, dev_accuracy, ...)
+        to each epoch's logs; ``callbacks`` is a callback or a list of them (see
+        dlc.callbacks); ``augment(X, rng)`` returns the epoch's inputs; ``progress`` shows
+        a tqdm bar (None: when stderr is a terminal); ``drop_last`` skips the last
+        partial mini-batch.  An exception in an epoch (Ctrl-C included, noticed within
+        about ``CHUNK_SECONDS``) leaves the trainer and the model exactly as they were
+        after the last completed epoch.
         """
         X = as_batch(X, self.net.n_inputs, self.dtype)
         T = self.targets(Y, X.shape[0])
         epochs = check_int(epochs, "epochs", low=0)
-        batch_size = check_int(batch_size, "batch_size", low=1, high=X.shape[0],
-                               note="at most the number of examples")
+        batch_size = (min(DEFAULT_BATCH_SIZE, X.shape[0]) if batch_size is None
+                      else check_batch_size(batch_size, X.shape[0]))
         seed = self.seed if seed is None else check_int(seed, "seed", low=0, high=MAX_SEED - 1)
         dev = None if dev is None else self._dev_set(dev)
-        callbacks = list(callbacks or ())
+        callbacks = as_callbacks(callbacks)
         if augment is not None and not callable(augment):
             raise TypeError(f"augment must be a callable (X, rng) -> X, got {augment!r}")
         n_used = X.shape[0] // batch_size * batch_size if drop_last else X.shape[0]
         if n_used == 0:
             raise ValueError(f"drop_last with batch_size {batch_size} > {X.shape[0]} rows "
                              f"leaves no mini-batch")
+        self._adopt_model_params()
         self.seed = seed
         history = History()
+        for cb in callbacks:
+            if hasattr(cb, "on_train_begin"):
+                cb.on_train_begin(self)
         bar = progress_bar(progress, epochs)
         try:
             for _ in range(epochs):
@@ -348,7 +386,7 @@ class Trainer:
         return history
 
     def _train_epoch(self, X, T, batch_size, n_used, augment) -> dict:
-        epoch = self.epoch
+        epoch, step = self.epoch, self.step
         lr = learning_rate(self.optimizer, epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(X.shape[0])
         order = np.ascontiguousarray(order[:n_used], dtype=np.int64)
@@ -359,21 +397,44 @@ class Trainer:
                 raise ValueError(f"augment(X) returned {X.shape[0]} rows for {T.shape[0]}")
         snapshot = self._snapshot_state()
         start = time.perf_counter()
-        loss_sum, steps, finite = self.backend.run_epoch(self.state, X, T, order, batch_size,
-                                                         lr, self.seed, self.step)
-        seconds = time.perf_counter() - start
-        if not finite:
-            self.state[...] = snapshot
+        try:
+            loss_sum, steps, finite = self._run_in_chunks(X, T, order, batch_size, lr)
+            if not finite:
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch + 1}: the cost became NaN or inf at "
+                    f"step {steps} of the epoch (lr {lr:g}); the weights are kept as they were "
+                    f"after epoch {epoch}")
+            seconds = time.perf_counter() - start
+            self.step, self.epoch = step + steps, epoch + 1
             self._write_back()
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch + 1}: the cost became NaN or inf at step "
-                f"{steps} of the epoch (lr {lr:g}); the weights are kept as they were after "
-                f"epoch {epoch}")
-        self.step += int(steps)
-        self.epoch += 1
-        self._write_back()
+        except BaseException:       # Ctrl-C too: the epoch commits whole or not at all
+            np.copyto(self.state, snapshot)
+            self.step, self.epoch = step, epoch
+            self._write_back()
+            raise
         return {"epoch": self.epoch, "loss": loss_sum / n_used, "lr": lr,
                 "samples_per_second": n_used / max(seconds, 1e-9)}
+
+    def _run_in_chunks(self, X, T, order, batch_size, lr) -> tuple:
+        """The epoch over ``order`` as calls of whole mini-batches, each taking about
+        ``CHUNK_SECONDS``, so Python (and a KeyboardInterrupt) gets control back between
+        them; steps are numbered on and the cost summed on, so the bits (the logged loss
+        too) are those of a single call.
+        Returns (sum of cost * rows, steps run, whether every cost was finite)."""
+        n_batches = -(-order.size // batch_size)
+        loss_sum, done = 0.0, 0
+        while done < n_batches:
+            count = min(max(1, self._chunk_rows // batch_size), n_batches - done)
+            part = order[done * batch_size:(done + count) * batch_size]
+            start = time.perf_counter()
+            loss_sum, part_steps, finite = self.backend.run_epoch(
+                self.state, X, T, part, batch_size, lr, self.seed, self.step + done, loss_sum)
+            seconds = time.perf_counter() - start
+            done += int(part_steps)
+            if not finite:
+                return loss_sum, done, False
+            self._chunk_rows = next_chunk_rows(count * batch_size, seconds, self._chunk_rows)
+        return loss_sum, done, True
 
     def _snapshot_state(self) -> np.ndarray:
         """A copy of the state block to restore if the epoch diverges, in a buffer kept
@@ -393,25 +454,51 @@ class Trainer:
 
     def predict(self, X) -> np.ndarray:
         """Inference-mode outputs of the current weights."""
+        self._adopt_model_params()
         return self.backend.predict(self.net, as_batch(X, self.net.n_inputs, self.dtype))
 
     def evaluate(self, X, Y) -> dict:
-        """{"loss": the data loss (no penalty), "accuracy": ...} in inference mode.
-        Accuracy is argmax agreement (cross-entropy, mse with several outputs) or
-        thresholded at 0.5 per output (binary cross-entropy); NaN for a single mse output."""
+        """The metrics of the current weights in inference mode: "loss", the data loss
+        (no penalty), and for classification "accuracy" (argmax agreement for
+        cross-entropy, thresholded at 0.5 per output for binary cross-entropy); for mse
+        "mse", "rmse", "mae" and "r2" (scikit-learn's r2_score, outputs averaged), and
+        "accuracy" as argmax agreement when there are several outputs."""
         X = as_batch(X, self.net.n_inputs, self.dtype)
         T = self.targets(Y, X.shape[0])
-        P = self.backend.predict(self.net, X).astype(np.float64)
-        return {"loss": data_loss(self.loss, P, T), "accuracy": accuracy(self.loss, P, T)}
+        P = self.predict(X).astype(np.float64)
+        metrics = {"loss": data_loss(self.loss, P, T)}
+        if self.loss == "mse":
+            metrics.update(regression_metrics(P, T))
+        if self.loss != "mse" or P.shape[1] > 1:
+            metrics["accuracy"] = accuracy(self.loss, P, T)
+        return metrics
 
     @property
     def c_source(self) -> str:
         """The generated C of the training step (C backend only)."""
         return self.backend.c_source
 
+    def __reduce__(self):
+        """A trainer pickles with its model and full state (parameters, optimizer state,
+        counters, seed, options, compiler flags); unpickling rebuilds the C from the build
+        cache (compiling it if absent) and continues training bit for bit."""
+        self._adopt_model_params()
+        backend = {"backend": self.backend.name, "threads": self.threads}
+        if isinstance(self.backend, CBackend):
+            backend.update(cc=self.backend.cc, flags=self.backend.flags)
+        return (restore_trainer, (self.net, dict(self.config), backend, self.state.copy(),
+                                  (self.step, self.epoch, self.seed)))
+
     def __repr__(self) -> str:
         return (f"<dlc.Trainer {self.loss} {self.optimizer!r} epoch {self.epoch} "
                 f"step {self.step}>")
+
+
+def same_array(a, b: np.ndarray) -> bool:
+    """Whether ``a`` is an array of ``b``'s dtype and shape with the same bytes: a memcmp,
+    far cheaper than np.array_equal on small arrays (checked once per fit)."""
+    return (isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+            and a.tobytes() == b.tobytes())
 
 
 def data_loss(loss: str, P: np.ndarray, T: np.ndarray) -> float:
@@ -427,12 +514,64 @@ def data_loss(loss: str, P: np.ndarray, T: np.ndarray) -> float:
 def accuracy(loss: str, P: np.ndarray, T: np.ndarray) -> float:
     if loss == "binary_cross_entropy":
         return float(((P > 0.5) == (T > 0.5)).mean())
-    if P.shape[1] == 1:
-        return float("nan")
     return float((P.argmax(axis=1) == T.argmax(axis=1)).mean())
 
 
+def regression_metrics(P: np.ndarray, T: np.ndarray) -> dict:
+    """mse, rmse, mae over all outputs and r2 averaged over the outputs, as scikit-learn's
+    r2_score: a constant target column scores 1 if predicted exactly, else 0."""
+    error = P - T
+    mse = float((error ** 2).mean())
+    residual = (error ** 2).sum(axis=0)
+    total = ((T - T.mean(axis=0)) ** 2).sum(axis=0)
+    constant = total == 0
+    r2 = np.where(constant, np.where(residual == 0, 1.0, 0.0),
+                  1 - residual / np.where(constant, 1.0, total))
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.abs(error).mean()),
+            "r2": float(r2.mean())}
+
+
 # ---------------------------------------------------------------- checks
+
+def next_chunk_rows(rows: int, seconds: float, current: int) -> int:
+    """Rows for the next call into the epoch loop: doubled while a call of ``rows``
+    takes under half of CHUNK_SECONDS, halved when it takes over twice as long."""
+    if seconds < CHUNK_SECONDS / 2:
+        return max(current, 2 * rows)
+    if seconds > 2 * CHUNK_SECONDS:
+        return max(1, rows // 2)
+    return rows
+
+
+def as_callbacks(callbacks) -> list:
+    """A callback or an iterable of callbacks, as a list; anything else is a TypeError."""
+    if callbacks is None:
+        return []
+    if is_callback(callbacks):
+        return [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a callback or a list of callbacks, got "
+                        f"{callbacks!r}") from None
+    for i, cb in enumerate(callbacks):
+        if not is_callback(cb):
+            raise TypeError(f"callbacks[{i}] is {cb!r}, which has none of the callback "
+                            f"methods {list(CALLBACK_METHODS)}")
+    return callbacks
+
+
+def is_callback(obj) -> bool:
+    return any(callable(getattr(obj, name, None)) for name in CALLBACK_METHODS)
+
+
+def check_batch_size(batch_size, n_rows: int) -> int:
+    note = "at most the number of examples"
+    if isinstance(batch_size, Integral) and batch_size > n_rows:
+        note += (f"; use batch_size={n_rows} for full-batch training, or leave it out: 64, "
+                 f"or the number of rows when there are fewer")
+    return check_int(batch_size, "batch_size", low=1, high=n_rows, note=note)
+
 
 def as_targets(Y, n_rows: int, n_out: int, loss: str, dtype, what: str = "Y") -> np.ndarray:
     """Targets as a (n_rows, n_out) array: integer class labels become one-hot for
@@ -522,7 +661,37 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
 def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, **options) -> Trainer:
     """``dlc.compile(net, mode="train", loss=..., optimizer=..., l2=..., l1=...,
     regularize=..., threads=...)``: a Trainer whose epochs run in generated C."""
+    check_train_options(options)
     return make_trainer(net, "c", cc=cc, flags=flags, **options)
+
+
+def train_option_names() -> list:
+    """The keyword options of ``compile(net, mode="train", ...)``."""
+    names = list(inspect.signature(make_trainer).parameters)
+    return [name for name in names if name not in ("net", "backend")]
+
+
+def check_train_options(options: dict) -> None:
+    unknown = sorted(set(options) - set(train_option_names()))
+    if unknown:
+        hint = (" (the learning rate belongs to the optimizer: optimizer=dlc.Adam(lr=...); "
+                "batch_size and epochs are arguments of fit)"
+                if {"lr", "learning_rate", "batch_size", "epochs"} & set(unknown) else "")
+        raise TypeError(f"unknown training option(s) {unknown} for compile(net, "
+                        f"mode='train'); the options are {train_option_names()}{hint}")
+
+
+def restore_trainer(net: Model, config: dict, backend: dict, state: np.ndarray,
+                    counters: tuple) -> Trainer:
+    """The trainer of a pickle (see ``Trainer.__reduce__``)."""
+    trainer = make_trainer(net, **backend, **config)
+    if trainer.state.shape != np.shape(state):
+        raise ValueError(f"the pickled trainer state has shape {np.shape(state)}, the "
+                         f"rebuilt trainer {trainer.state.shape}")
+    np.copyto(trainer.state, state)
+    trainer.step, trainer.epoch, trainer.seed = counters
+    trainer._write_back()
+    return trainer
 
 
 def reference_trainer(net: Model, **options) -> Trainer:

@@ -71,6 +71,26 @@ def test_without_restore_the_last_weights_stay(digits):
         np.testing.assert_array_equal(trainer.net.params[name], value)
 
 
+def test_an_early_stopping_reused_for_a_second_fit_starts_afresh(digits):
+    """The second fit with the same EarlyStopping runs, stops and restores exactly as with
+    a new one: nothing of the first fit's best epoch or patience count carries over."""
+    train_set, dev_set = digits
+    options = dict(epochs=60, batch_size=16, seed=0, dev=dev_set, progress=False)
+    reused, fresh = make_trainer(train_set), make_trainer(train_set)
+    stopper = EarlyStopping(patience=2)
+    for t in (reused, fresh):
+        t.fit(*train_set, callbacks=[EarlyStopping(patience=2)] if t is fresh else stopper,
+              **options)
+    start = reused.epoch
+    again = reused.fit(*train_set, callbacks=stopper, **options)
+    new = EarlyStopping(patience=2)
+    expected = fresh.fit(*train_set, callbacks=[new], **options)
+    assert len(again) == len(expected) > 2
+    assert (stopper.best_epoch, stopper.stopped_epoch) == (new.best_epoch, new.stopped_epoch)
+    assert stopper.best_epoch > start           # an epoch of the second fit
+    np.testing.assert_array_equal(reused.state, fresh.state)
+
+
 class Scripted:
     """A stand-in trainer whose "state" is the epoch it was saved at."""
 

@@ -173,6 +173,19 @@ def check_resume(tmp_path, make_trainer):
     assert history["loss"] == straight_history["loss"][3:]
 
 
+def test_load_takes_a_flag_preset(tmp_path):
+    X, y = digits_subset(64)
+    saved = digits_trainer("float32", dlc.Adam(lr=3e-3))
+    saved.fit(X, y, epochs=1, batch_size=16, progress=False)
+    dlc.save(saved, tmp_path / "t.dlc")
+    by_name = dlc.load(tmp_path / "t.dlc", flags="portable")
+    by_list = dlc.load(tmp_path / "t.dlc", flags=["-O2"])
+    assert by_name.backend.flags == by_list.backend.flags == ("-O2",)
+    for t in (by_name, by_list):
+        t.fit(X, y, epochs=2, batch_size=16, progress=False)
+    assert_same_state(by_name.state_dict(), by_list.state_dict())
+
+
 def test_a_trainer_with_a_python_schedule_cannot_be_saved(tmp_path):
     trainer = digits_trainer("float64", dlc.SGD(lr=0.1, schedule=lambda lr0, epoch: lr0))
     with pytest.raises(TypeError, match="callable"):

@@ -350,7 +350,134 @@ def test_binary_cross_entropy_and_mse_train():
     t = trainer(regression, loss="mse", optimizer=dlc.Adam(lr=0.05))
     history = t.fit(X, X[:, :1] * 0.5, epochs=40, batch_size=10, progress=False)
     assert history["loss"][-1] < history["loss"][0] / 20
-    assert np.isnan(t.evaluate(X, X[:, :1])["accuracy"])
+    assert "accuracy" not in t.evaluate(X, X[:, :1])      # regression metrics instead
+
+
+def test_mse_evaluate_reports_regression_metrics_like_scikit_learn():
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+    X, _ = small_data(50)
+    for n_out in (1, 3):
+        net = dlc.Sequential([dlc.Input(4), dlc.Dense(8), dlc.Tanh(), dlc.Dense(n_out)],
+                             dtype="float64")
+        t = trainer(net, loss="mse")
+        Y = X[:, :n_out] * 0.5 + X[:, 1:1 + n_out] ** 2
+        history = t.fit(X, Y if n_out > 1 else Y[:, 0], epochs=3, batch_size=10,
+                        dev=(X, Y), progress=False)
+        metrics = t.evaluate(X, Y)
+        P = t.predict(X)
+        expected = {"loss": mean_squared_error(Y, P), "mse": mean_squared_error(Y, P),
+                    "rmse": np.sqrt(mean_squared_error(Y, P)),
+                    "mae": mean_absolute_error(Y, P), "r2": r2_score(Y, P)}
+        if n_out > 1:
+            expected["accuracy"] = np.mean(P.argmax(axis=1) == Y.argmax(axis=1))
+        assert sorted(metrics) == sorted(expected)
+        for key, value in expected.items():
+            np.testing.assert_allclose(metrics[key], value, rtol=1e-12, err_msg=key)
+        assert history.epochs[-1]["dev_r2"] == metrics["r2"]
+    constant = np.ones((50, 3))       # r2 of a constant column: scikit-learn's convention
+    np.testing.assert_allclose(t.evaluate(X, constant)["r2"], r2_score(constant, P),
+                               rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the model's weights
+
+def test_fit_starts_from_weights_set_on_the_model():
+    """Pretrained weights set on the model after compile: evaluate, fit and state_dict
+    all use them, exactly as a trainer compiled from those weights would."""
+    X, y = small_data()
+    pretrained = small_net(seed=5).get_params()
+    net = small_net(seed=0)
+    t = trainer(net)
+    net.set_params(pretrained)
+    fresh = trainer(small_net(seed=5))
+    assert t.evaluate(X, y) == fresh.evaluate(X, y)
+    for a in (t, fresh):
+        a.fit(X, y, epochs=2, batch_size=10, seed=1, progress=False)
+    np.testing.assert_array_equal(t.state, fresh.state)
+    for name, value in fresh.net.params.items():
+        np.testing.assert_array_equal(net.params[name], value, err_msg=name)
+
+
+def test_set_params_on_a_live_trainer_keeps_its_optimizer_state():
+    X, y = small_data()
+    t = trainer(small_net(seed=0))
+    t.fit(X, y, epochs=1, batch_size=10, progress=False)
+    state = t.state_dict()
+    pretrained = small_net(seed=5).get_params()
+    t.net.set_params(pretrained)
+    state["params"] = pretrained
+    assert_same_arrays(t.state_dict()["params"], pretrained)
+    other = trainer(small_net(seed=9))
+    other.load_state_dict(state)
+    for a in (t, other):
+        a.fit(X, y, epochs=2, batch_size=10, progress=False)
+    np.testing.assert_array_equal(t.state, other.state)
+
+
+def assert_same_arrays(a: dict, b: dict):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+# ---------------------------------------------------------------- options
+
+@pytest.mark.parametrize("preset,flags", [("portable", ("-O2",)),
+                                          ("native", ("-O3", "-march=native", "-fopenmp"))])
+def test_flag_presets_train_like_their_flags(preset, flags):
+    X, y = small_data()
+    by_name = dlc.compile(small_net(), mode="train", flags=preset)
+    by_list = dlc.compile(small_net(), mode="train", flags=list(flags))
+    assert by_name.backend.flags == by_list.backend.flags == flags
+    for t in (by_name, by_list):
+        t.fit(X, y, epochs=2, batch_size=10, progress=False)
+    np.testing.assert_array_equal(by_name.state, by_list.state)
+    np.testing.assert_array_equal(by_name.predict(X), by_list.predict(X))
+
+
+def test_bad_flags_are_named():
+    with pytest.raises(ValueError, match="unknown flag preset 'fast'"):
+        dlc.compile(small_net(), mode="train", flags="fast")
+    with pytest.raises(TypeError, match="flags must be"):
+        dlc.compile(small_net(), mode="train", flags=3)
+
+
+def test_default_batch_size_is_clipped_to_small_data():
+    X, y = small_data(20)
+    clipped, full = trainer(), trainer()
+    history = clipped.fit(X, y, epochs=2, progress=False)       # 64 > 20 rows
+    full_history = full.fit(X, y, epochs=2, batch_size=20, progress=False)
+    assert clipped.step == 2 and history["loss"] == full_history["loss"]
+    np.testing.assert_array_equal(clipped.state, full.state)
+    with pytest.raises(ValueError, match=r"use batch_size=20 for full-batch training, or "
+                                         r"leave it out.*got 21$"):
+        trainer().fit(X, y, batch_size=21, progress=False)
+
+
+@pytest.mark.parametrize("option", ["lr", "batch_size", "momentum"])
+def test_unknown_train_options_list_the_valid_ones(option):
+    with pytest.raises(TypeError, match=rf"unknown training option\(s\) \['{option}'\].*"
+                                        r"\['cc', 'flags', 'loss', 'optimizer', 'l2', 'l1', "
+                                        r"'regularize', 'threads'\]"):
+        dlc.compile(small_net(), mode="train", **{option: 0.1})
+    with pytest.raises(TypeError, match=r"optimizer=dlc.Adam\(lr=...\)"):
+        dlc.compile(small_net(), mode="train", lr=0.1)
+
+
+def test_a_single_callback_needs_no_list():
+    X, y = small_data()
+    seen = []
+
+    class Spy:
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(epoch)
+
+    trainer().fit(X, y, epochs=2, batch_size=10, callbacks=Spy(), progress=False)
+    assert seen == [1, 2]
+    for bad, message in ((3, r"callbacks must be a callback or a list of callbacks, got 3"),
+                         ([Spy(), "x"], r"callbacks\[1\] is 'x'")):
+        with pytest.raises(TypeError, match=message):
+            trainer().fit(X, y, epochs=1, batch_size=10, callbacks=bad, progress=False)
 
 
 # ---------------------------------------------------------------- errors
@@ -502,7 +629,7 @@ int main(int argc, char **argv)
     dlc_real *Y = load("y.bin", n_rows * N_OUTPUTS * sizeof(dlc_real));
     int64_t *order = load("order.bin", n_order * sizeof(int64_t));
     dlc_real *work = malloc(dlc_work_elements(batch) * sizeof(dlc_real));
-    double loss_sum;
+    double loss_sum = 0;
     int64_t steps;
     int status = dlc_train_epoch(state, work, X, Y, n_rows, order, n_order, batch,
                                  atof(argv[4]), atof(argv[5]), atol(argv[6]), &loss_sum, &steps);

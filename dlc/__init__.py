@@ -14,9 +14,23 @@ from .plots import plot_history  # noqa: E402
 from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # noqa: E402
                     RMSProp, SqrtDecay, StepDecay)
 
+
+
+def from_onnx(model):
+    """A dlc model from an ONNX model (path, ModelProto or bytes); see dlc.onnx."""
+    from .onnx import from_onnx as convert
+    return convert(model)
+
+
+def to_onnx(net, path=None, opset=None, folded=False):
+    """The model's inference graph as ONNX (written to ``path`` if given); see dlc.onnx."""
+    from .onnx import DEFAULT_OPSET, to_onnx as convert
+    return convert(net, path, opset=DEFAULT_OPSET if opset is None else opset, folded=folded)
+
+
 __all__ = ["BatchNorm", "Dense", "Dropout", "Input", "LeakyReLU", "Model", "Normalize", "ReLU",
            "Sequential", "Sigmoid", "Softmax", "Tanh", "compile", "reference",
            "export_c", "inspect",
            "callbacks", "data", "EarlyStopping", "load", "save", "diagnose", "plot_history",
            "SGD", "Momentum", "RMSProp", "Adam", "InverseTimeDecay", "ExponentialDecay",
-           "SqrtDecay", "StepDecay"]
+           "SqrtDecay", "StepDecay", "from_onnx", "to_onnx"]

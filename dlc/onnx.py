@@ -184,6 +184,8 @@ class Importer:
         self.check_ops(runtime)
         self.check_chain(x_name, runtime)
         self.check_static_shapes(runtime)
+        if self.problems and not all(isinstance(d, int) for d in self.input_value.dims):
+            self.raise_problems()        # nothing to walk without the input's width
         x = dsl.Input(self.input_value.features)
         self.input_value.tensor = x
         self.env[x_name] = self.input_value
@@ -233,8 +235,8 @@ class Importer:
         dims = shape[self.batch_axes:]
         bad = [i for i, d in enumerate(dims, self.batch_axes) if not isinstance(d, int) or d <= 0]
         if bad:
-            raise ValueError(f"model: input {x.name!r} has shape {fmt_shape(shape)}; every "
-                             f"dimension after the batch must be static (not {bad})")
+            self.problems.append(f"input {x.name!r} has shape {fmt_shape(shape)}: every "
+                                 f"dimension after the batch must be static (not {bad})")
         self.input_value = Value(None, tuple(dims), self.batch_axes)
         return x.name, dtypes[elem]
 

@@ -81,6 +81,22 @@ def test_export_runs_in_onnxruntime_and_imports_back_to_the_same_ir(seed, dtype)
                             f"folded, opset {opset}")
 
 
+def test_every_opset_up_to_the_installed_onnx_exports_and_imports_back():
+    net = typical_model(2, "float32")
+    for opset in range(9, onnx.defs.onnx_opset_version() + 1):
+        assert same_ir(dlc.from_onnx(dlc.to_onnx(net, opset=opset)), net), f"opset {opset}"
+
+
+def test_a_fixed_batch_dimension_is_dlc_batch():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [7, 4], [7, 4])
+    X = inputs(4, np.float32, rows=1000)
+    np.testing.assert_array_equal(dlc.reference(dlc.from_onnx(model)).predict(X),
+                                  np.maximum(X, 0))
+    np.testing.assert_array_equal(dlc.from_onnx(model).n_inputs, 4)
+    assert_matches(dlc.reference(dlc.from_onnx(model)).predict(X[:7]), run_ort(model, X[:7]),
+                   np.float32, "fixed batch vs ORT")
+
+
 def test_export_writes_a_file_that_passes_the_full_checker(tmp_path):
     net = typical_model(1, "float32")
     model = dlc.to_onnx(net, tmp_path / "net.onnx")
@@ -253,9 +269,15 @@ def test_one_error_lists_every_unsupported_node_and_loose_shape():
 
 
 def test_non_static_shapes_are_listed():
-    model = make_model([helper.make_node("Relu", ["x"], ["y"])], ["N", "F"], ["N", "F"])
-    with pytest.raises(ValueError, match=r"dimension after the batch must be static"):
+    model = make_model([helper.make_node("Relu", ["x"], ["r"]),
+                        helper.make_node("Cos", ["r"], ["y"], name="cos")],
+                       ["N", "F"], ["N", "F"])
+    with pytest.raises(ValueError) as info:
         dlc.from_onnx(model)
+    assert "input 'x' has shape (N, F): every dimension after the batch must be static" \
+        in str(info.value)
+    assert "'cos' (Cos, domain 'ai.onnx'): unsupported op" in str(info.value)
+    assert "value 'r' has shape (N, F): dimension(s) [1] are not static" in str(info.value)
     reshape = make_model([helper.make_node("Relu", ["x"], ["r"], name="r"),
                           helper.make_node("Reshape", ["r", "s"], ["y"], name="bad")],
                          ["N", 4], ["N", 2, 2], [("s", np.array([2, -1]))])

@@ -14,13 +14,13 @@ onnx is imported lazily, so it stays an optional dependency (``pip install 'dlc[
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import dsl
-from .ir import DTYPES, dtype_code
+from .ir import DTYPES
 from .lower import lower
 from .passes import run_pipeline
 
@@ -372,36 +372,48 @@ class Importer:
         composed = Affine(a.scale * scale, a.shift * scale + shift, name=a.name)
         return Value(value.tensor, value.dims, value.batch_axes, composed)
 
-    def materialize(self, value: Value, consumer_dense: bool = False):
-        """The dlc tensor of ``value`` with its pending affine turned into layers.  With
-        ``consumer_dense`` an affine with a non-positive scale is left for the next
-        Dense to absorb: (tensor, affine) is returned."""
+    def materialize(self, value: Value):
+        """The dlc tensor of ``value`` with its pending affine turned into layers: the exact
+        Normalize it spells, a fold into the Dense that made the tensor, a Normalize when
+        every scale is positive, else a diagonal Dense."""
         a, tensor = value.affine, value.tensor
-        if a is None or (np.all(a.scale == 1) and np.all(a.shift == 0) and a.normalize is None):
-            return (tensor, None) if consumer_dense else tensor
-        layer = tensor.layer if isinstance(tensor, dsl.Tensor) else None
+        if is_identity(a):
+            return tensor
         if a.normalize is not None:
             mean, var, eps = a.normalize
-            out = dsl.Normalize(mean, var, eps=eps, name=a.name)(tensor)
-        elif isinstance(layer, dsl.Dense) and layer in self.params:
-            p = self.params[layer]
+            return dsl.Normalize(mean, var, eps=eps, name=a.name)(tensor)
+        if self.folds_back(value):
+            p = self.params[tensor.layer]
             p["W"], p["b"] = p["W"] * a.scale, p["b"] * a.scale + a.shift
-            out = tensor
-        elif np.all(a.scale > 0):
-            out = dsl.Normalize(-a.shift / a.scale, 1 / a.scale ** 2, eps=0.0,
-                                name=a.name)(tensor)
-        elif consumer_dense:
-            return tensor, a
-        else:
-            dense = dsl.Dense(value.features, name=a.name)
-            self.params[dense] = {"W": np.diag(a.scale), "b": a.shift}
-            out = dense(tensor)
-        return (out, None) if consumer_dense else out
+            return tensor
+        if np.all(a.scale > 0):
+            return dsl.Normalize(-a.shift / a.scale, 1 / a.scale ** 2, eps=0.0,
+                                 name=a.name)(tensor)
+        dense = dsl.Dense(value.features, name=a.name)
+        self.params[dense] = {"W": np.diag(a.scale), "b": a.shift}
+        return dense(tensor)
+
+    def folds_back(self, value: Value) -> bool:
+        """Whether ``value``'s affine can fold into the Dense that made its tensor (in a
+        chain that Dense has no other reader; a DAG will have to check)."""
+        layer = value.tensor.layer
+        return isinstance(layer, dsl.Dense) and layer in self.params
+
+    def folds_forward(self, value: Value) -> bool:
+        """Whether a Dense reading ``value`` should absorb its affine: one that would
+        otherwise become a diagonal Dense of its own."""
+        a = value.affine
+        return (not is_identity(a) and a.normalize is None and not self.folds_back(value)
+                and not np.all(a.scale > 0))
 
     def identity(self, x, name):
         n = x.features
         return dsl.Normalize(np.zeros(n), np.ones(n), eps=0.0,
                              name=self.layer_name(name))(x)
+
+
+def is_identity(a: Affine) -> bool:
+    return a is None or (a.normalize is None and np.all(a.scale == 1) and np.all(a.shift == 0))
 
 
 def short_float(value) -> float:
@@ -431,9 +443,11 @@ def convert_dense(imp: Importer, node, x: Value, W, b) -> Value:
         raise Unsupported(f"needs a (batch, features) input, got rank {x.rank}")
     if W.ndim != 2 or W.shape[0] != x.features:
         raise Unsupported(f"weights of shape {W.shape} do not take {x.features} features")
-    tensor, before = imp.materialize(x, consumer_dense=True)
-    if before is not None:         # dense(scale x + shift) = dense(x, diag(scale) W, shift W + b)
-        W, b = before.scale[:, None] * W, before.shift @ W + b
+    if imp.folds_forward(x):       # dense(scale x + shift) = dense(x, diag(scale) W, shift W + b)
+        tensor, a = x.tensor, x.affine
+        W, b = a.scale[:, None] * W, a.shift @ W + b
+    else:
+        tensor = imp.materialize(x)
     layer = dsl.Dense(W.shape[1], name=imp.layer_name(node))
     imp.params[layer] = {"W": W, "b": b}
     return Value(layer(tensor), (W.shape[1],))
@@ -565,16 +579,15 @@ def convert_batchnorm(imp, node, x):
 
 def convert_dropout(imp, node, x):
     if imp.opset < 12:
-        a = imp.attrs(node, {"ratio": 0.5, "is_test": 1, "seed": 0})
-        ratio, training = a["ratio"], not a["is_test"] and imp.opset < 7
+        a = imp.attrs(node, {"ratio": 0.5, "is_test": 0, "seed": 0})
+        ratio, training = a["ratio"], imp.opset < 7 and not a["is_test"]
     else:
         imp.attrs(node, {"seed": 0})
         ratio = short_float(imp.const_input(node, 1, np.float64(0.5)))
         training = bool(imp.const_input(node, 2, False))
-    if len(node.output) > 1 and node.output[1]:
-        if any(node.output[1] in n.input for n in imp.graph.node) or \
-                node.output[1] in [o.name for o in imp.graph.output]:
-            raise Unsupported("the mask output is not supported")
+    mask = node.output[1] if len(node.output) > 1 else ""
+    if mask and any(mask in n.input for n in imp.graph.node):
+        raise Unsupported("the mask output is not supported")
     if training and ratio > 0:
         raise Unsupported("training_mode=1 draws random masks; export in inference mode")
     if not 0 <= ratio < 1:

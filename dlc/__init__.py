@@ -14,12 +14,14 @@ from .plots import plot_history  # noqa: E402
 from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # noqa: E402
                     RMSProp, SqrtDecay, StepDecay)
 
+from .onnx import from_onnx, to_onnx  # noqa: E402  (onnx itself is imported on use)
+
 __all__ = ["BatchNorm", "Dense", "Dropout", "Input", "LeakyReLU", "Model", "Normalize", "ReLU",
            "Sequential", "Sigmoid", "Softmax", "Tanh", "compile", "reference",
            "export_c", "inspect",
            "callbacks", "data", "EarlyStopping", "load", "save", "diagnose", "plot_history",
            "SGD", "Momentum", "RMSProp", "Adam", "InverseTimeDecay", "ExponentialDecay",
-           "SqrtDecay", "StepDecay", "from_sklearn"]
+           "SqrtDecay", "StepDecay", "from_onnx", "to_onnx", "from_sklearn"]
 
 
 def __getattr__(name):

@@ -57,7 +57,20 @@ def test_breast_cancer_demo(capsys):
     assert f"test accuracy: {result['test_accuracy']:.2%}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["digits", "breast_cancer"])
+def test_from_pytorch_demo(tmp_path, capsys):
+    """PyTorch -> ONNX -> dlc -> C program: the compiled library and the C program
+    print onnxruntime's probabilities."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    result = load_example("from_pytorch").main(["--out", str(tmp_path), "--epochs", "3"])
+    printed = capsys.readouterr().out
+    assert_matches(result["compiled_probs"], result["onnx_probs"], np.float32, "compiled vs ORT")
+    assert_matches(result["c_probs"], result["onnx_probs"], np.float32, "C program vs ORT")
+    assert result["accuracy"] >= 0.9 and f"test accuracy {result['accuracy']:.2%}" in printed
+    assert type(result["net"].layers[0]).__name__ == "Normalize"
+
+
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "from_pytorch"])
 def test_examples_run_as_scripts(name):
     out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
                          capture_output=True, text=True, check=True)

@@ -52,23 +52,24 @@ class CompiledModel:
         self.dtype = next(iter(graph.inputs.values())).np_dtype
         self._layout = context["layout"]
         self.params = pack_params(graph, self._layout, self.dtype)
-        self.workspace_bytes = context["workspace_bytes"]
-        self._local = threading.local()
+        self._local, self._capacity, self._retired = threading.local(), 0, []
         self._fastcall = fastcall(cc)
         self.threads = threads
 
     def predict(self, X) -> np.ndarray:
         # The fast path takes a C-contiguous 2-D array of the model's dtype and width and
         # leaves the finiteness check to C; anything else comes back as None and goes
-        # through as_batch, which converts it or raises a clear error.
+        # through as_batch, which converts it or raises a clear error.  The entry is read
+        # before the workspace, which the threads setter replaces first (see there).
+        entry = self._entry
         try:
             workspace = self._local.workspace
         except AttributeError:
             workspace = self._new_workspace()
-        y = self._fastcall.predict(self._entry, X, workspace)
+        y = self._fastcall.predict(entry, X, workspace)
         if y is None:
             X = as_batch(X, self.n_inputs, self.dtype)
-            y = self._fastcall.predict(self._entry, X, workspace)
+            y = self._fastcall.predict(entry, X, workspace)
         if type(y) is not np.ndarray:
             if y == self.lib.DLC_ERR_NONFINITE:     # name the row with NaN or inf
                 as_batch(X, self.n_inputs, self.dtype)
@@ -84,11 +85,19 @@ class CompiledModel:
         self.params = pack_params(graph, self._layout, self.dtype)
         self.threads = self._threads        # the entry holds the parameters' address
 
+    @property
+    def workspace_bytes(self) -> int:
+        """The scratch memory of a predict call with this model's threads: the arena and
+        the matrix multiply's packed blocks (one set per thread)."""
+        return self.lib.dlc_workspace_bytes(self._threads)
+
     def _new_workspace(self) -> int:
-        """This thread's workspace (threads may call predict concurrently)."""
-        buffer = self._local.buffer = aligned_zeros(max(self.workspace_bytes, 1), np.uint8)
-        self._local.workspace = buffer.ctypes.data
-        return self._local.workspace
+        """This thread's workspace (threads may call predict concurrently), at least as large
+        as its thread-local store was made for."""
+        local = self._local
+        local.buffer = aligned_zeros(max(self._capacity, 1), np.uint8)
+        local.workspace = local.buffer.ctypes.data
+        return local.workspace
 
     @property
     def threads(self) -> int:
@@ -98,6 +107,14 @@ class CompiledModel:
     @threads.setter
     def threads(self, n: int) -> None:
         self._threads = check_threads(n)
+        if self.workspace_bytes > self._capacity:
+            # More threads, more blocks: every thread's workspace is allocated afresh.  The
+            # old ones stay alive (another thread may be predicting in one), and the new
+            # size is set before the new store, the store before the entry: a predict
+            # that reads the entry, then the store, has room for the entry's threads.
+            self._retired.append(self._local)
+            self._capacity = self.workspace_bytes
+            self._local = threading.local()
         function = self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, "dlc_predict"))
         self._entry = (int(function), self.params.ctypes.data, self.n_inputs, self.n_outputs,
                        self.dtype.num, self._threads)

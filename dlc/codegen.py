@@ -5,6 +5,7 @@ User-chosen names reach C only as sanitised comments.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,8 +25,10 @@ TILE_ROWS = 64
 # 256 rows instead of per 64 (the workspace grows, which matters in firmware, not here).
 LIBRARY_TILE_ROWS = 256
 CTYPES = {"f32": "float", "f64": "double"}
-INFERENCE_RUNTIME = ("dlc_runtime.h", "gemm.c", "kernels.c")
-TRAINING_RUNTIME = INFERENCE_RUNTIME + ("rng.h", "train.c")
+# The runtime's pieces in the order they are pasted: each uses only itself and the pieces
+# before it.  A program carries only the functions it calls into (see runtime_for).
+RUNTIME_PIECES = ("dlc_runtime.h", "threads.c", "finite.c", "gemm.c", "kernels.c",
+                  "standardize.c", "rng.h", "train.c")
 
 
 def resource_dir(name: str) -> Path:
@@ -77,12 +80,175 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
-@lru_cache(maxsize=2)
-def runtime_source(files=INFERENCE_RUNTIME) -> str:
-    """The runtime C pasted into a translation unit: inference kernels, plus the RNG and
-    training kernels for a training module."""
+C_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+RUNTIME_NAME = re.compile(r"\bdlc_[a-z0-9_]+\b")
+DEFINED_NAME = re.compile(r"\b(dlc_[a-z0-9_]+)\s*[(=]")
+
+
+def runtime_names(text: str) -> frozenset:
+    """The dlc_ names C text uses, comments aside."""
+    return frozenset(RUNTIME_NAME.findall(C_COMMENT.sub("", text)))
+
+
+@dataclass(frozen=True)
+class RuntimeItem:
+    """A function or variable of the runtime (with its comment), or the text between them
+    (macros, types: name None), which comes whenever its piece does."""
+    name: str
+    text: str
+    uses: frozenset
+
+
+def runtime_items(text: str) -> list:
+    """``text`` cut into items: each `static` definition at the start of a line, through
+    its closing brace at the start of a line (or its `;`), with the comment just above."""
+    lines, items, rest = text.splitlines(keepends=True), [], []
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("static "):
+            rest.append(lines[i])
+            i += 1
+            continue
+        start = comment_start(rest)
+        comment, rest = rest[start:], rest[:start]
+        end, braced = i, "{" in lines[i]
+        while not (lines[end].rstrip() == "}" if braced else lines[end].rstrip().endswith(";")):
+            end += 1
+            braced = braced or "{" in lines[end]
+        body = "".join(comment + lines[i:end + 1])
+        signature = "".join(lines[i:end + 1]).split("{")[0]
+        items.append(RuntimeItem(None, "".join(rest), runtime_names("".join(rest))))
+        items.append(RuntimeItem(DEFINED_NAME.search(signature).group(1), body,
+                                 runtime_names(body)))
+        rest, i = [], end + 1
+    items.append(RuntimeItem(None, "".join(rest), runtime_names("".join(rest))))
+    return items
+
+
+def comment_start(lines: list) -> int:
+    """Where the block comment that ends ``lines`` starts (len(lines) when none does)."""
+    k = len(lines) - 1
+    if k < 0 or not lines[k].rstrip().endswith("*/"):
+        return len(lines)
+    while not lines[k].startswith("/*"):
+        if k == 0 or not lines[k].startswith(" *"):
+            return len(lines)
+        k -= 1
+    return k
+
+
+@lru_cache(maxsize=1)
+def runtime_pieces() -> tuple:
+    """The items of each runtime piece, in RUNTIME_PIECES order."""
     root = resource_dir("runtime")
-    return "\n".join((root / f).read_text() for f in files)
+    return tuple(tuple(runtime_items((root / name).read_text())) for name in RUNTIME_PIECES)
+
+
+def runtime_for(program: str) -> str:
+    """The runtime ``program`` (C text without it) calls into, and nothing else: every
+    function or variable the program or a chosen item uses, with the rest of its piece
+    (macros, types); a name no item defines belongs to the first piece that uses it.
+    Pieces come in order, the first (types) always."""
+    pieces = runtime_pieces()
+    owners = {}
+    for p, items in enumerate(pieces):
+        for k, item in enumerate(items):
+            if item.name:
+                owners.setdefault(item.name, []).append((p, k))
+    for p, items in enumerate(pieces):
+        for item in items:
+            for name in item.uses if item.name is None else ():
+                owners.setdefault(name, [(p, None)])
+    chosen = set()
+    wanted = [(0, None), *[o for name in runtime_names(program) for o in owners.get(name, ())]]
+    while wanted:
+        p, k = wanted.pop()
+        if (p, k) in chosen:
+            continue
+        chosen.add((p, k))
+        if k is None:       # the piece itself: its text between the items
+            uses = frozenset().union(*(i.uses for i in pieces[p] if i.name is None))
+        else:
+            uses = pieces[p][k].uses
+            wanted.append((p, None))
+        wanted.extend(o for name in uses for o in owners.get(name, ()))
+    return "\n".join(
+        "".join(item.text for k, item in enumerate(items)
+                if item.name is None or (p, k) in chosen)
+        for p, items in enumerate(pieces) if (p, None) in chosen)
+
+
+def render_program(template: str, **context) -> str:
+    """``template`` rendered with the runtime its own C calls into."""
+    program = render(template, runtime="", **context)
+    return render(template, runtime=runtime_for(program), **context)
+
+
+# The matrix multiply's packed blocks (runtime/gemm.c) are planned with its default block
+# sizes and the widest register tile; gemm.c refuses to compile with larger ones.
+GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 256, 1024
+GEMM_MR, GEMM_NR_MAX_BYTES = 6, 64
+GEMM_SMALL_M = 4        # fewer rows stream through B without packing
+GEMM_IN_PLACE_BYTES = 1024      # rows of an untransposed A this close are read in place
+
+
+@dataclass(frozen=True)
+class GemmBlocks:
+    """One task's packed blocks: values of A's block, then of B's."""
+    a_elements: int = 0
+    b_elements: int = 0
+
+    @property
+    def elements(self) -> int:
+        return self.a_elements + self.b_elements
+
+    def union(self, other: "GemmBlocks") -> "GemmBlocks":
+        return GemmBlocks(max(self.a_elements, other.a_elements),
+                          max(self.b_elements, other.b_elements))
+
+
+def round_up(n, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=False,
+                trans_b=False) -> GemmBlocks:
+    """The blocks of a product op(A) (M, K) x op(B) (K, N), M, N or K at most as given
+    (math.inf: any): A's min(M, MC) rows rounded up to the register tile by min(K, KC)
+    (one tile of rows when A's rows are close enough to be read in place), B's min(N, NC)
+    columns rounded up to the widest panel by min(K, KC).  A panel-packed B is read in
+    place; fewer than GEMM_SMALL_M rows of an untransposed B pack nothing."""
+    if M < GEMM_SMALL_M and not trans_b:
+        return GemmBlocks()
+    kc = min(K, GEMM_KC_BYTES // itemsize)
+    a_in_place = not trans_a and lda * itemsize <= GEMM_IN_PLACE_BYTES
+    a = (GEMM_MR if a_in_place else round_up(min(M, GEMM_MC), GEMM_MR)) * kc
+    b = 0 if b_panels else round_up(min(N, GEMM_NC), GEMM_NR_MAX_BYTES // itemsize) * kc
+    return GemmBlocks(aligned(a), aligned(b))
+
+
+# The products of the kernels that call the matrix multiply, as the arguments of
+# gemm_blocks (M, N, K, lda, trans_a, b_panels, trans_b) of a step run on at most `rows`
+# batch rows (see templates/ops/).
+PRODUCTS = {
+    "ops/dense.c.j2": lambda size, panels, rows: (
+        rows, size["y"], size["x"], size["x"], False, "W" in panels, False),
+    "ops/matmul_nt.c.j2": lambda size, panels, rows: (
+        rows, size["y"], size["dy"], size["dy"], False, False, True),
+    "ops/matmul_tn.c.j2": lambda size, panels, rows: (
+        size["x"], size["dy"], rows, size["x"], True, False, False),
+}
+
+
+def program_blocks(steps, rows, itemsize: int) -> GemmBlocks:
+    """Blocks that fit every product of ``steps`` run on at most ``rows`` rows."""
+    blocks = GemmBlocks()
+    for step in steps:
+        if step["template"] in PRODUCTS:
+            M, N, K, lda, trans_a, panels, trans_b = PRODUCTS[step["template"]](
+                step["size"], step["panels"], rows)
+            blocks = blocks.union(gemm_blocks(M, N, K, itemsize, lda, trans_a, panels, trans_b))
+    return blocks
 
 
 # Inference weight matrices are stored as column panels one cache line wide (see
@@ -170,11 +336,15 @@ def forward_context(graph: Graph, tile_rows: int = TILE_ROWS, prefix: str = "") 
     if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
         steps.append({"template": "copy.c.j2", "layer": "output", "ir": "copy to output",
                       "x": "x", "size": {"y": out_type.row_size}})
+    itemsize = x_type.np_dtype.itemsize
+    scratch = program_blocks(steps, tile_rows, itemsize)
     return dict(
         version=__version__, prefix=prefix, ctype=CTYPES[x_type.dtype],
         n_inputs=x_type.row_size, n_outputs=out_type.row_size, tile_rows=tile_rows,
-        steps=steps, arena_elements=plan.size, n_params=layout.size,
-        workspace_bytes=plan.size * x_type.np_dtype.itemsize, ir_lines=ir_lines(graph),
+        steps=steps, arena_elements=plan.size, n_params=layout.size, scratch=scratch,
+        arena_bytes=plan.size * itemsize, block_bytes=scratch.elements * itemsize,
+        workspace_elements=plan.size + scratch.elements,
+        workspace_bytes=(plan.size + scratch.elements) * itemsize, ir_lines=ir_lines(graph),
         plan=plan, layout=layout)
 
 
@@ -207,7 +377,7 @@ def generate_module(graph: Graph, tile_rows: int = TILE_ROWS):
     """(header, source, context) of the cffi module for an inference graph."""
     context = forward_context(graph, tile_rows)
     header = render("model.h.j2", **context)
-    source = render("model.c.j2", header=header, runtime=runtime_source(), **context)
+    source = render_program("model.c.j2", header=header, **context)
     return header, source, context
 
 
@@ -217,7 +387,7 @@ def generate_gemm_module(dtype: str = "f32"):
     context = dict(version=__version__, ctype=CTYPES[dtype],
                    ir_lines=["(no model: the runtime kernels alone)"])
     header = render("gemm.h.j2", **context)
-    return header, render("gemm.c.j2", header=header, runtime=runtime_source(), **context)
+    return header, render_program("gemm.c.j2", header=header, **context)
 
 
 # ---------------------------------------------------------------- standalone export
@@ -280,7 +450,7 @@ def generate_export(graph: Graph, name: str, block, summary_lines, weights_file:
     """(header, source, context) of a standalone model named ``name``."""
     context = export_context(graph, name, block, summary_lines, weights_file, tile_rows)
     header = render("export.h.j2", **context)
-    source = render("export.c.j2", runtime=runtime_source(), **context)
+    source = render_program("export.c.j2", **context)
     return header, source, context
 
 
@@ -418,18 +588,19 @@ def train_context(graph: Graph) -> dict:
     layout = train_layout(graph)
     types = graph.types()
     cost, = graph.outputs
+    steps = train_steps(graph, layout)
     return dict(
         version=__version__, ctype=CTYPES[graph.dtype], ir_lines=ir_lines(graph),
         n_inputs=types["%x"].row_size, n_outputs=types["%y"].row_size,
         state_elements=layout.state.size, fixed_elements=max(layout.fixed.size, 1),
         per_row_elements=layout.per_row.size,
-        steps=train_steps(graph, layout), cost=train_expr(cost, graph, layout), layout=layout)
+        steps=steps, cost=train_expr(cost, graph, layout), layout=layout,
+        scratch=program_blocks(steps, math.inf, DTYPES[graph.dtype].itemsize))
 
 
 def generate_train_module(graph: Graph):
     """(header, source, context) of the cffi module of a training graph."""
     context = train_context(graph)
     header = render("train.h.j2", **context)
-    source = render("train.c.j2", header=header, runtime=runtime_source(TRAINING_RUNTIME),
-                    **context)
+    source = render_program("train.c.j2", header=header, **context)
     return header, source, context

@@ -21,9 +21,11 @@ class Inspection:
     ops_after: Counter
     param_bytes_before: int
     param_bytes_after: int
-    arena_bytes: int            # the workspace: activations of one tile of tile_rows rows
+    arena_bytes: int            # activations of one tile of tile_rows rows
     arena_values_per_row: int
     tile_rows: int
+    block_bytes: int            # the matrix multiply's packed blocks
+    workspace_bytes: int        # all the scratch memory: the arena, then the blocks
     code_bytes: Optional[int] = None      # .text of the exported C, when measured
     constant_bytes: Optional[int] = None  # .rodata (the baked weights), when measured
 
@@ -41,6 +43,8 @@ class Inspection:
             f"parameter bytes: {self.param_bytes_before} -> {self.param_bytes_after}",
             f"arena bytes: {self.arena_bytes} ({self.arena_values_per_row} values per row, "
             f"tiles of {self.tile_rows} rows)",
+            f"workspace bytes: {self.workspace_bytes} (the arena and {self.block_bytes} bytes "
+            f"of packed blocks)",
         ]
         if self.code_bytes is not None:
             lines.append(f"code bytes: {self.code_bytes} text + {self.constant_bytes} constants")
@@ -64,8 +68,9 @@ def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = TILE
         ops_before=Counter(n.op for n in graph.nodes),
         ops_after=Counter(n.op for n in optimised.nodes),
         param_bytes_before=param_bytes(graph), param_bytes_after=param_bytes(optimised),
-        arena_bytes=context["workspace_bytes"],
-        arena_values_per_row=context["arena_elements"] // tile_rows, tile_rows=tile_rows)
+        arena_bytes=context["arena_bytes"],
+        arena_values_per_row=context["arena_elements"] // tile_rows, tile_rows=tile_rows,
+        block_bytes=context["block_bytes"], workspace_bytes=context["workspace_bytes"])
     return report, optimised
 
 

@@ -140,11 +140,11 @@ class CBackend:
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
         """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
         ffi, lib = self.ffi, self.lib
-        n_work = lib.dlc_work_elements(batch_size)
+        lib.dlc_set_threads(self.threads)   # the library may be shared by several trainers
+        n_work = lib.dlc_work_elements(batch_size)      # for those threads
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
         loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
-        lib.dlc_set_threads(self.threads)   # the library may be shared by several trainers
         status = lib.dlc_train_epoch(
             ffi.from_buffer(self.ctype, state, require_writable=True),
             ffi.from_buffer(self.ctype, self._work, require_writable=True),

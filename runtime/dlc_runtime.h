@@ -30,3 +30,13 @@ enum {
     DLC_ACT_TANH = 4,
     DLC_ACT_SOFTMAX = 5
 };
+
+/* Where the matrix multiply (gemm.c) packs its blocks, in the caller's workspace: `tasks`
+ * slices one after the other at `blocks`, one per task that may run at once, each a packed
+ * A block of a_elements values then a packed B block of b_elements.  A product runs at
+ * most `tasks` tasks. */
+typedef struct {
+    dlc_real *blocks;
+    size_t a_elements, b_elements;
+    int tasks;
+} dlc_scratch;

@@ -21,23 +21,10 @@
  * the same order whatever the thread count.  Elsewhere dlc_gemm_reference, the
  * plain loop, runs; it stays as the algorithmic reference.
  *
- * The packed blocks live on the stack: (DLC_MC + DLC_NC) * DLC_KC values, 328 KiB
- * by default.  For small stacks (firmware) build with -DDLC_SCALAR_GEMM, or smaller
- * -DDLC_MC=, -DDLC_NC=, -DDLC_KC= (multiples of 6, 16 and any). */
-
-/* Threads used by the matrix multiply (OpenMP builds only). */
-static int dlc_gemm_threads = 1;
-
-static inline int dlc_set_num_threads(int n)
-{
-#ifdef _OPENMP
-    dlc_gemm_threads = n > 0 ? n : 1;
-#else
-    (void)n;
-    dlc_gemm_threads = 1;
-#endif
-    return dlc_gemm_threads;
-}
+ * The packed blocks live in the caller's workspace (a dlc_scratch), never on the
+ * stack: dlc sizes them for the products of each program (gemm_blocks in dlc/codegen.py)
+ * with the block sizes below, which -D may lower but not raise.  -DDLC_SCALAR_GEMM builds
+ * the plain loop, which needs no blocks. */
 
 /* What to do with a finished tile: add a bias per column, then a piecewise
  * linear activation (DLC_ACT_NONE, _RELU or _LEAKY_RELU). */
@@ -130,6 +117,12 @@ typedef int dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
 #define DLC_NC 256                              /* columns of a packed B block (L2) */
 #endif
 #define DLC_SMALL_M 4                           /* fewer rows: no packing */
+#define DLC_IN_PLACE_BYTES 1024                 /* rows this close are read in place */
+/* dlc plans the blocks for these defaults and the widest vectors (dlc/codegen.py). */
+typedef char dlc_blocks_fit_the_planned_scratch[
+    DLC_MC <= 72 && DLC_NC <= 256 && DLC_KC * sizeof(dlc_real) <= 1024
+    && DLC_NR * sizeof(dlc_real) <= 64 && DLC_MR == 6 && DLC_SMALL_M == 4
+    && DLC_IN_PLACE_BYTES == 1024 ? 1 : -1];
 #define DLC_PARALLEL_MACS (1L << 20)            /* less work: one thread (fork/join costs) */
 
 static inline dlc_vec dlc_load(const dlc_real *p)
@@ -377,15 +370,17 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
  * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L2) and reused by
  * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
  * DLC_NR-column panel of Bp (L1).  Edge panels of a row-major B are packed
- * (zero-padded); a panel-packed B has its zero padding already. */
+ * (zero-padded); a panel-packed B has its zero padding already.  Ap holds
+ * min(M, DLC_MC) rows rounded up to DLC_MR by min(K, DLC_KC) (just the panel left over
+ * when A's rows are read in place); Bp min(N, DLC_NC) columns rounded up to DLC_NR by
+ * min(K, DLC_KC), and is not touched for a panel-packed B. */
 static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K,
                                     const dlc_real *A, size_t lda,
                                     const dlc_real *B, size_t ldb, size_t panel,
                                     int accumulate, dlc_real *C, size_t ldc,
-                                    const dlc_epilogue *ep, size_t j0, size_t nc)
+                                    const dlc_epilogue *ep, size_t j0, size_t nc,
+                                    dlc_real *Ap, dlc_real *Bp)
 {
-    dlc_real Ap[DLC_MC * DLC_KC] __attribute__((aligned(64)));
-    dlc_real Bp[DLC_KC * DLC_NC] __attribute__((aligned(64)));
     for (size_t jc = j0; jc < j0 + nc; jc += DLC_NC) {
         const size_t ncc = j0 + nc - jc < DLC_NC ? j0 + nc - jc : DLC_NC;
         for (size_t k0 = 0; k0 < K; k0 += DLC_KC) {
@@ -396,8 +391,9 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
              * copy it, where its rows are close enough (1 KiB) for the cache sets.
              * Likewise A's full panels when its rows are that close.  A panel-packed
              * B is read in place whole, its zero padding completing the edge panel. */
-            const int direct = !trans_b && M <= DLC_MC && ldb * sizeof(dlc_real) <= 1024;
-            const int direct_a = !trans_a && lda * sizeof(dlc_real) <= 1024;
+            const size_t near = DLC_IN_PLACE_BYTES / sizeof(dlc_real);
+            const int direct = !trans_b && M <= DLC_MC && ldb <= near;
+            const int direct_a = !trans_a && lda <= near;
             const size_t full = panel ? ncc : direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);
@@ -406,8 +402,7 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                 const size_t mc = M - i0 < DLC_MC ? M - i0 : DLC_MC;
                 const size_t in_place = direct_a ? mc / DLC_MR * DLC_MR : 0;
                 if (in_place < mc) {
-                    dlc_pack_a(trans_a, A, lda, i0 + in_place, mc - in_place, k0, kc,
-                               Ap + in_place * kc);
+                    dlc_pack_a(trans_a, A, lda, i0 + in_place, mc - in_place, k0, kc, Ap);
                 }
                 for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
                     const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
@@ -418,7 +413,8 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
                         const int packed = ir >= in_place;
-                        dlc_micro_kernel(kc, packed ? Ap + ir * kc : A + (i0 + ir) * lda + k0,
+                        dlc_micro_kernel(kc, packed ? Ap + (ir - in_place) * kc
+                                                    : A + (i0 + ir) * lda + k0,
                                          packed ? 1 : lda, packed ? DLC_MR : 1, b, ldbp,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
@@ -550,21 +546,27 @@ typedef struct {
     const dlc_real *A, *B;
     dlc_real *C;
     const dlc_epilogue *ep;
+    const dlc_scratch *scratch;
 } dlc_gemm_plan;
 
+/* Task t of the plan, packing into slice t of the scratch. */
 static inline void dlc_gemm_task(const dlc_gemm_plan *p, size_t t)
 {
     const size_t j0 = t * p->width, nc = p->N - j0 < p->width ? p->N - j0 : p->width;
+    const dlc_scratch *s = p->scratch;
+    dlc_real *Ap = s->blocks + t * (s->a_elements + s->b_elements);
     if (p->M < DLC_SMALL_M && !p->trans_b) {
         dlc_gemm_rows(p->trans_a, p->M, p->K, p->A, p->lda, p->B, p->ldb, p->panel, p->accumulate,
                       p->C, p->ldc, p->ep, j0, nc);
     } else {
         dlc_gemm_columns(p->trans_a, p->trans_b, p->M, p->K, p->A, p->lda, p->B, p->ldb,
-                         p->panel, p->accumulate, p->C, p->ldc, p->ep, j0, nc);
+                         p->panel, p->accumulate, p->C, p->ldc, p->ep, j0, nc,
+                         Ap, Ap + s->a_elements);
     }
 }
 
-static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+static inline void dlc_gemm_ex(const dlc_scratch *scratch,
+                               int trans_a, int trans_b, size_t M, size_t N, size_t K,
                                const dlc_real *A, size_t lda,
                                const dlc_real *B, size_t ldb, size_t panel,
                                dlc_real beta, dlc_real *C, size_t ldc, const dlc_epilogue *ep)
@@ -578,18 +580,18 @@ static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, siz
     }
     /* A product of few rows streams B from memory: worth two cores from 2^17 values of B. */
     const double work = (double)(M < DLC_SMALL_M ? 8 : M) * N * K;
-    const int parallel = dlc_gemm_threads > 1 && work >= DLC_PARALLEL_MACS;
-    const size_t parts = parallel ? (size_t)dlc_gemm_threads : 1;
+    const int parallel = scratch->tasks > 1 && work >= DLC_PARALLEL_MACS;
+    const size_t parts = parallel ? (size_t)scratch->tasks : 1;
     /* Task edges fall on the blocks each path steps by, so a column takes the same
      * code (and rounding) whatever the split. */
     const size_t step = M < DLC_SMALL_M && !trans_b ? 8 * DLC_VL : DLC_NR;
     const size_t width = ((N + parts - 1) / parts + step - 1) / step * step;
     const size_t n_tasks = (N + width - 1) / width;
     const dlc_gemm_plan p = {trans_a, trans_b, beta != 0, M, N, K, lda, ldb, panel, ldc, width,
-                             A, B, C, ep};
+                             A, B, C, ep, scratch};
     if (n_tasks > 1) {
 #ifdef _OPENMP
-        #pragma omp parallel for schedule(static) num_threads(dlc_gemm_threads)
+        #pragma omp parallel for schedule(static) num_threads(scratch->tasks)
 #endif
         for (long t = 0; t < (long)n_tasks; t++) {
             dlc_gemm_task(&p, (size_t)t);
@@ -601,33 +603,27 @@ static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, siz
 
 #else
 
-static inline void dlc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+static inline void dlc_gemm_ex(const dlc_scratch *scratch,
+                               int trans_a, int trans_b, size_t M, size_t N, size_t K,
                                const dlc_real *A, size_t lda,
                                const dlc_real *B, size_t ldb, size_t panel,
                                dlc_real beta, dlc_real *C, size_t ldc, const dlc_epilogue *ep)
 {
+    (void)scratch;
     dlc_gemm_reference(trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, beta, C, ldc, ep);
 }
 
 #endif
 
-/* C = op(A) op(B) + beta C: the matrix multiply of the forward and backward passes. */
-static inline void dlc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K,
-                            const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
-                            dlc_real beta, dlc_real *C, size_t ldc)
-{
-    const dlc_epilogue none = {NULL, DLC_ACT_NONE, 0};
-    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, beta, C, ldc, &none);
-}
-
 /* C = act(op(A) op(B) + bias): a dense layer's product with its bias and a
  * piecewise linear activation applied while the tile is in registers. */
-static inline void dlc_gemm_bias_act(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+static inline void dlc_gemm_bias_act(const dlc_scratch *scratch,
+                                     int trans_a, int trans_b, size_t M, size_t N, size_t K,
                                      const dlc_real *A, size_t lda,
                                      const dlc_real *B, size_t ldb, size_t panel,
                                      dlc_real *C, size_t ldc,
                                      const dlc_real *bias, int act, dlc_real alpha)
 {
     const dlc_epilogue ep = {bias, act, alpha};
-    dlc_gemm_ex(trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, 0, C, ldc, &ep);
+    dlc_gemm_ex(scratch, trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, 0, C, ldc, &ep);
 }

@@ -1,26 +1,6 @@
 /* dlc runtime: forward kernels.  All matrices are row-major; a batch of
  * `rows` examples is (rows, n).  Kernels never write to their inputs. */
 
-/* Whether x[0..n) holds no NaN or inf.  On the bits: the largest magnitude has the
- * exponent all ones exactly when some value is not finite; an integer max reduction
- * vectorises without reordering any floating-point arithmetic. */
-static inline int dlc_all_finite(size_t n, const dlc_real *x)
-{
-#if DLC_DOUBLE
-    const uint64_t magnitude = 0x7fffffffffffffffu, infinity = 0x7ff0000000000000u;
-    uint64_t largest = 0, bits;
-#else
-    const uint32_t magnitude = 0x7fffffffu, infinity = 0x7f800000u;
-    uint32_t largest = 0, bits;
-#endif
-    for (size_t i = 0; i < n; i++) {
-        memcpy(&bits, x + i, sizeof bits);
-        bits &= magnitude;
-        largest = bits > largest ? bits : largest;
-    }
-    return largest < infinity;
-}
-
 /* Sigmoid without overflow: exp() only ever sees a non-positive argument. */
 static inline dlc_real dlc_sigmoid1(dlc_real z)
 {
@@ -242,9 +222,10 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
 /* y = softmax(x W + b): a dense layer with its softmax fused.  With 8-float vectors, the
  * logits of each 8 rows are computed on their side and kept there for the softmax; other
  * shapes, and leftover rows, take the matrix multiply, then the softmax. */
-static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
-                                     const dlc_real *x, const dlc_real *W, size_t panel,
-                                     const dlc_real *b, dlc_real *y)
+static inline void dlc_dense_softmax(const dlc_scratch *scratch,
+                                     size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
+                                     const dlc_real *W, size_t panel, const dlc_real *b,
+                                     dlc_real *y)
 {
     size_t whole = 0;
 #ifdef DLC_TURN8
@@ -260,8 +241,8 @@ static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
 #endif
     if (whole < rows) {
         dlc_real *rest = y + whole * n_out;
-        dlc_gemm_bias_act(0, 0, rows - whole, n_out, n_in, x + whole * n_in, n_in, W, n_out,
-                          panel, rest, n_out, b, DLC_ACT_NONE, 0);
+        dlc_gemm_bias_act(scratch, 0, 0, rows - whole, n_out, n_in, x + whole * n_in, n_in,
+                          W, n_out, panel, rest, n_out, b, DLC_ACT_NONE, 0);
         dlc_softmax(rows - whole, n_out, rest, rest);
     }
 }
@@ -271,39 +252,19 @@ static inline void dlc_dense_softmax(size_t rows, size_t n_in, size_t n_out,
  * = act(x W + b).  The bias and a piecewise linear activation run in the matrix
  * multiply's epilogue; sigmoid and tanh, which cost more than the pass over y, follow it;
  * softmax has a kernel of its own. */
-static inline void dlc_dense(size_t rows, size_t n_in, size_t n_out,
-                             const dlc_real *x, const dlc_real *W, size_t panel,
-                             const dlc_real *b, dlc_real *y, int act, dlc_real alpha)
+static inline void dlc_dense(const dlc_scratch *scratch,
+                             size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
+                             const dlc_real *W, size_t panel, const dlc_real *b, dlc_real *y,
+                             int act, dlc_real alpha)
 {
     if (act == DLC_ACT_SOFTMAX) {
-        dlc_dense_softmax(rows, n_in, n_out, x, W, panel, b, y);
+        dlc_dense_softmax(scratch, rows, n_in, n_out, x, W, panel, b, y);
         return;
     }
     const int fused = act == DLC_ACT_RELU || act == DLC_ACT_LEAKY_RELU;
-    dlc_gemm_bias_act(0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out,
+    dlc_gemm_bias_act(scratch, 0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out,
                       b, fused ? act : DLC_ACT_NONE, alpha);
     if (!fused && act != DLC_ACT_NONE) {
         dlc_activation(rows * n_out, act, alpha, y, y);
-    }
-}
-
-/* Per-feature affine map y = (x - mean) / sqrt(var + eps) * gamma + beta,
- * x and y (rows, n); gamma or beta may be NULL (1 and 0). */
-static inline void dlc_standardize(size_t rows, size_t n, const dlc_real *x,
-                                   const dlc_real *gamma, const dlc_real *beta,
-                                   const dlc_real *mean, const dlc_real *var,
-                                   dlc_real eps, dlc_real *y)
-{
-    for (size_t i = 0; i < rows; i++) {
-        for (size_t j = 0; j < n; j++) {
-            dlc_real v = (x[i * n + j] - mean[j]) / dlc_sqrt(var[j] + eps);
-            if (gamma) {
-                v *= gamma[j];
-            }
-            if (beta) {
-                v += beta[j];
-            }
-            y[i * n + j] = v;
-        }
     }
 }

@@ -23,6 +23,16 @@ static inline size_t dlc_parts(size_t n)
     return dlc_gemm_threads > 1 && n >= DLC_PARALLEL_ELEMENTS ? (size_t)dlc_gemm_threads : 1;
 }
 
+/* C = op(A) op(B) + beta C: the matrix products of the backward pass. */
+static inline void dlc_gemm(const dlc_scratch *scratch,
+                            int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                            const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                            dlc_real beta, dlc_real *C, size_t ldc)
+{
+    const dlc_epilogue none = {NULL, DLC_ACT_NONE, 0};
+    dlc_gemm_ex(scratch, trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, beta, C, ldc, &none);
+}
+
 /* An unsigned integer as wide as dlc_real, for selects done on the bits. */
 #if DLC_DOUBLE
 typedef uint64_t dlc_real_bits;

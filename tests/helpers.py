@@ -3,6 +3,8 @@ import numpy as np
 
 import dlc
 
+# The compilers every strict (-Werror) build of generated C is tested with.
+COMPILERS = ("gcc", "clang")
 # Tolerances for C against the NumPy reference, by dtype.
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 ATOL = {np.float32: 1e-6, np.float64: 1e-13}

@@ -12,7 +12,7 @@ import dlc
 from dlc import build
 from dlc.codegen import generate_module
 from dlc.lower import lower
-from helpers import assert_matches, random_model
+from helpers import COMPILERS, assert_matches, random_model
 
 HOSTILE = 'x */ system("rm -rf ~"); /*\n#include <evil.h>\n??/ \\'
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
@@ -24,14 +24,15 @@ def net_named(name, dtype="float64"):
                           dtype=dtype, seed=4)
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_generated_c_compiles_strictly(tmp_path, dtype):
+def test_generated_c_compiles_strictly(tmp_path, dtype, cc):
     _, source, _ = generate_module(lower(net_named(HOSTILE, dtype)))
     c_file = tmp_path / "model.c"
     c_file.write_text(source)
-    done = subprocess.run(["cc", *STRICT, "-O2", "-c", str(c_file), "-o", str(tmp_path / "m.o")],
+    done = subprocess.run([cc, *STRICT, "-O2", "-c", str(c_file), "-o", str(tmp_path / "m.o")],
                           capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and not done.stderr, done.stderr
 
 
 def test_hostile_layer_names_never_reach_c_raw(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import dlc
 from dlc.codegen import c_literal
 from dlc.export import check_name
-from helpers import assert_matches, random_model, randomize_batchnorm
+from helpers import COMPILERS, assert_matches, random_model, randomize_batchnorm
 
 HERE = Path(__file__).resolve().parent
 EMBED_EXAMPLE = HERE.parent / "examples" / "embed_c"
@@ -70,8 +70,8 @@ MODELS = {
 }
 
 
-def compile_c(sources, output, flags, include):
-    command = ["gcc", *flags, f"-I{include}", *map(str, sources), "-o", str(output), "-lm"]
+def compile_c(sources, output, flags, include, cc="gcc"):
+    command = [cc, *flags, f"-I{include}", *map(str, sources), "-o", str(output), "-lm"]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr}"
     assert not done.stderr, done.stderr
@@ -86,10 +86,10 @@ def run(command, env=None, check=True):
     return done
 
 
-def predict_with_driver(exported, X, tmp_path, flags, env=None):
+def predict_with_driver(exported, X, tmp_path, flags, env=None, cc="gcc"):
     """The driver's three predictions (internal workspace, own workspace, row by row)."""
     binary = compile_c([HERE / "c" / "export_driver.c", exported.source],
-                       tmp_path / f"driver{len(flags)}", flags, exported.source.parent)
+                       tmp_path / f"driver{len(flags)}", flags, exported.source.parent, cc)
     dtype = X.dtype
     (tmp_path / "x.bin").write_bytes(X.tobytes())
     args = [binary, tmp_path / "x.bin", tmp_path / "y.bin", len(X)]
@@ -104,25 +104,29 @@ def inputs_for(net, n=150, seed=0):
 
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_exported_c_equals_reference(model, dtype, tmp_path):
+def test_exported_c_equals_reference(model, dtype, cc, tmp_path):
     net = MODELS[model](dtype)
     exported = dlc.export_c(net, tmp_path / "out", name="model")
     X = inputs_for(net)
     expected = dlc.reference(net).predict(X)
     scale = max(1.0, np.abs(expected).max())
-    internal, own, row_by_row = predict_with_driver(exported, X, tmp_path, STRICT)
+    internal, own, row_by_row = predict_with_driver(exported, X, tmp_path, STRICT, cc=cc)
     assert_matches(internal, expected, dtype, what=f"{model} exported C", scale=scale)
     np.testing.assert_array_equal(own, internal)
     assert_matches(row_by_row, expected, dtype, what=f"{model} one row at a time", scale=scale)
-    sanitized = predict_with_driver(exported, X, tmp_path, SANITIZE, SANITIZER_ENV)
-    assert_matches(sanitized[0], expected, dtype, what=f"{model} under sanitizers", scale=scale)
+    sanitized = predict_with_driver(exported, X, tmp_path, SANITIZE, SANITIZER_ENV, cc)
+    for got, how in zip(sanitized, ("internal workspace", "own workspace", "row by row")):
+        assert_matches(got, expected, dtype, what=f"{model} under sanitizers, {how}",
+                       scale=scale)
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_native_vector_paths_are_clean_under_sanitizers(model, dtype, tmp_path):
+def test_native_vector_paths_are_clean_under_sanitizers(model, dtype, cc, tmp_path):
     """The export's default flags take the 16-byte vector paths; built for this machine it
     takes the AVX ones (the 8-float micro-kernel, softmax on its side), checked here."""
     net = MODELS[model](dtype)
@@ -131,13 +135,14 @@ def test_native_vector_paths_are_clean_under_sanitizers(model, dtype, tmp_path):
     expected = dlc.reference(net).predict(X)
     scale = max(1.0, np.abs(expected).max())
     sanitized = predict_with_driver(exported, X, tmp_path, SANITIZE + ["-march=native"],
-                                    SANITIZER_ENV)
+                                    SANITIZER_ENV, cc)
     for got, how in zip(sanitized, ("internal workspace", "own workspace", "row by row")):
         assert_matches(got, expected, dtype, what=f"{model} native, {how}", scale=scale)
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_weights_file_gives_the_same_bits_as_baked_weights(dtype, tmp_path):
+def test_weights_file_gives_the_same_bits_as_baked_weights(dtype, cc, tmp_path):
     """The binary file is exact, so equal outputs prove the C literals round-trip exactly."""
     net = bn_dropout_normalize(dtype)
     baked = dlc.export_c(net, tmp_path / "baked", name="model")
@@ -145,8 +150,9 @@ def test_weights_file_gives_the_same_bits_as_baked_weights(dtype, tmp_path):
     assert loaded.weights.stat().st_size == 16 + loaded.weights_bytes
     assert "static const" not in loaded.source.read_text()
     X = inputs_for(net)
-    from_file = predict_with_driver(loaded, X, tmp_path, STRICT)
-    np.testing.assert_array_equal(from_file, predict_with_driver(baked, X, tmp_path, STRICT))
+    from_file = predict_with_driver(loaded, X, tmp_path, STRICT, cc=cc)
+    np.testing.assert_array_equal(from_file, predict_with_driver(baked, X, tmp_path, STRICT,
+                                                                 cc=cc))
     assert_matches(from_file[0], dlc.reference(net).predict(X), dtype)
 
 
@@ -165,12 +171,13 @@ def test_c_literals_round_trip_exactly(dtype):
         assert back == value and np.signbit(back) == np.signbit(value), (value, text)
 
 
-def test_two_exported_models_link_into_one_program(tmp_path):
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_two_exported_models_link_into_one_program(cc, tmp_path):
     alpha, beta = bn_dropout_normalize("float32"), every_activation("float64")
     ea = dlc.export_c(alpha, tmp_path, name="alpha")
     eb = dlc.export_c(beta, tmp_path, name="beta")
     program = compile_c([HERE / "c" / "two_models.c", ea.source, eb.source],
-                        tmp_path / "two_models", STRICT, tmp_path)
+                        tmp_path / "two_models", STRICT, tmp_path, cc)
     Xa, Xb = inputs_for(alpha, 70, seed=1), inputs_for(beta, 70, seed=2)
     (tmp_path / "a.bin").write_bytes(Xa.tobytes())
     (tmp_path / "b.bin").write_bytes(Xb.tobytes())
@@ -192,12 +199,13 @@ def mnist_mlp():
 @pytest.mark.parametrize("tile_rows", [1, 64])
 def test_workspace_holds_two_activations_per_row(tile_rows, tmp_path):
     exported = dlc.export_c(mnist_mlp(), tmp_path, name="mnist", tile_rows=tile_rows)
-    per_row = exported.workspace_bytes / tile_rows / 4
+    report = exported.inspection
+    per_row = report.arena_bytes / tile_rows / 4
     assert per_row <= 2 * 256, f"{per_row} values per row"
     header = exported.header.read_text()
     assert f"#define MNIST_WORKSPACE_BYTES {exported.workspace_bytes}\n" in header
-    report = exported.inspection
-    assert report.arena_bytes == exported.workspace_bytes
+    assert report.workspace_bytes == exported.workspace_bytes
+    assert report.workspace_bytes == report.arena_bytes + report.block_bytes
     assert report.arena_values_per_row == per_row
 
 
@@ -216,7 +224,8 @@ def test_code_size_and_weights_bytes_are_reported(tmp_path):
     assert f"code bytes: {size.text} text + {size.rodata} constants" in str(report)
 
 
-def test_exported_code_needs_no_allocation_and_only_standard_headers(tmp_path):
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_exported_code_needs_no_allocation_and_only_standard_headers(cc, tmp_path):
     exported = dlc.export_c(bn_dropout_normalize("float32"), tmp_path, name="model")
     loaded = dlc.export_c(bn_dropout_normalize("float32"), tmp_path / "w", name="model",
                           weights="file")
@@ -225,7 +234,7 @@ def test_exported_code_needs_no_allocation_and_only_standard_headers(tmp_path):
         assert includes <= {"<math.h>", "<stddef.h>", "<string.h>", "<stdint.h>", "<stdio.h>",
                             '"model.h"'}, includes
         obj = tmp_path / "model.o"
-        run(["gcc", *STRICT, "-c", f"-I{source.parent}", source, "-o", obj])
+        run([cc, *STRICT, "-c", f"-I{source.parent}", source, "-o", obj])
         undefined = run(["nm", "-u", obj]).stdout.split()
         assert not [s for s in undefined if re.search(r"alloc|free", s)], undefined
     assert "-march=native" not in " ".join(dlc.export.EXPORT_FLAGS)
@@ -275,18 +284,19 @@ def digits_like(dtype="float32"):
         dlc.Softmax()], dtype)
 
 
-def build_example(model_dir, build_dir, extra_cflags=()):
+def build_example(model_dir, build_dir, extra_cflags=(), cc="gcc"):
     cflags = " ".join(STRICT + ["-g", *extra_cflags])
     run(["make", "-s", "-C", EMBED_EXAMPLE, f"MODEL_DIR={model_dir}", f"BUILD_DIR={build_dir}",
-         f"CFLAGS={cflags}"])
+         f"CC={cc}", f"CFLAGS={cflags}"])
     return build_dir / "predict"
 
 
-def test_embed_example_equals_python_and_is_clean_under_valgrind(tmp_path):
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_embed_example_equals_python_and_is_clean_under_valgrind(cc, tmp_path):
     """valgrind comes from the system packages (.ci/run installs it)."""
     net = digits_like()
     dlc.export_c(net, tmp_path / "model", name="digits")
-    program = build_example(tmp_path / "model", tmp_path / "build")
+    program = build_example(tmp_path / "model", tmp_path / "build", cc=cc)
     X = np.random.default_rng(9).uniform(0, 16, size=(200, 64))
     np.savetxt(tmp_path / "rows.txt", X, fmt="%.17g")
     done = run(["valgrind", "--error-exitcode=99", "--leak-check=full",
@@ -312,15 +322,17 @@ def test_embed_example_reports_a_truncated_row(tmp_path):
     assert len(done.stdout.splitlines()) == 1       # the complete row was still predicted
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("gemm_flags", [["-DDLC_SCALAR_GEMM"],
                                         ["-DDLC_MC=6", "-DDLC_NC=16", "-DDLC_KC=3"]])
-def test_small_stack_builds_of_exported_c(gemm_flags, dtype, tmp_path):
-    """The header's advice for firmware stacks: the scalar or tiny-block matrix multiply."""
+def test_small_stack_builds_of_exported_c(gemm_flags, dtype, cc, tmp_path):
+    """The scalar matrix multiply, and blocks smaller than the ones the workspace is
+    planned for."""
     net = bn_dropout_normalize(dtype)
     exported = dlc.export_c(net, tmp_path / "out", name="model")
     X = inputs_for(net)
     expected = dlc.reference(net).predict(X)
-    got = predict_with_driver(exported, X, tmp_path, STRICT + gemm_flags)
+    got = predict_with_driver(exported, X, tmp_path, STRICT + gemm_flags, cc=cc)
     assert_matches(got[0], expected, dtype, what=f"exported C with {gemm_flags}")
     assert "-DDLC_SCALAR_GEMM" in exported.header.read_text()

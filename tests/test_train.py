@@ -7,6 +7,7 @@ import pytest
 
 import dlc
 from dlc.train import compile_trainer, reference_trainer
+from helpers import COMPILERS
 
 FLAGS = ("-O1",)
 
@@ -577,8 +578,9 @@ HOSTILE = 'x */ system("rm -rf ~"); /*\n#include <evil.h>\n??/ \\'
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2"]
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_training_c_compiles_strictly_and_names_layers(tmp_path, dtype):
+def test_training_c_compiles_strictly_and_names_layers(tmp_path, dtype, cc):
     import subprocess
     from dlc.codegen import generate_train_module
     from dlc.train import training_graph
@@ -590,9 +592,9 @@ def test_training_c_compiles_strictly_and_names_layers(tmp_path, dtype):
     _, source, _ = generate_train_module(graph)
     c_file = tmp_path / "train.c"
     c_file.write_text(source)
-    done = subprocess.run(["cc", *STRICT, "-c", str(c_file), "-o", str(tmp_path / "t.o")],
+    done = subprocess.run([cc, *STRICT, "-c", str(c_file), "-o", str(tmp_path / "t.o")],
                           capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and not done.stderr, done.stderr
     code = subprocess.run(["cc", "-fpreprocessed", "-E", str(c_file)], capture_output=True,
                           text=True, check=True).stdout
     assert "system" not in code and "evil" not in code and "??/" not in source
@@ -645,8 +647,9 @@ SANITIZE = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
             "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 
+@pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_training_epoch_under_sanitizers_matches_the_library(tmp_path, dtype):
+def test_training_epoch_under_sanitizers_matches_the_library(tmp_path, dtype, cc):
     """The epoch entry point with exactly sized buffers under AddressSanitizer and UBSan:
     no access out of bounds, and the same state as the cffi library."""
     import subprocess
@@ -661,7 +664,7 @@ def test_training_epoch_under_sanitizers_matches_the_library(tmp_path, dtype):
         array.tofile(tmp_path / f"{name}.bin")
     (tmp_path / "train.c").write_text(t.c_source)
     (tmp_path / "main.c").write_text(HARNESS)
-    subprocess.run(["cc", *SANITIZE, "main.c", "-o", "train", "-lm"], cwd=tmp_path, check=True,
+    subprocess.run([cc, *SANITIZE, "main.c", "-o", "train", "-lm"], cwd=tmp_path, check=True,
                    capture_output=True)
     done = subprocess.run(["./train", "23", "23", "5", "0.01", "7", "3", "out.bin"],
                           cwd=tmp_path, capture_output=True, text=True,

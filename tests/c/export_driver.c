@@ -2,7 +2,13 @@
  *   export_driver in.bin out.bin batch [weights-file]
  * reads batch rows (raw model_real values), checks the error codes, and writes three
  * predictions one after the other: with the internal workspace, with a caller's
- * workspace, and row by row. */
+ * workspace of exactly MODEL_WORKSPACE_BYTES (so a sanitizer catches any access past
+ * it), and row by row.  Built with -DDRIVER_STACK_BYTES=n (and -pthread), all of it runs
+ * on a thread with a stack of n bytes. */
+#ifdef DRIVER_STACK_BYTES
+#define _POSIX_C_SOURCE 200112L
+#include <pthread.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +21,10 @@ static int fail(const char *what)
     return 1;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     size_t batch, n_in, n_out;
-    model_real *x, *y, *ws;
+    model_real *x, *y, *ws, *misaligned;
     FILE *f;
     int ok;
     if (argc < 4) {
@@ -29,8 +35,9 @@ int main(int argc, char **argv)
     n_out = batch * MODEL_N_OUTPUTS;
     x = malloc(n_in * sizeof *x);
     y = malloc(3 * n_out * sizeof *y);
-    ws = malloc(MODEL_WORKSPACE_BYTES + 2 * sizeof *ws);
-    if (!x || !y || !ws) {
+    ws = malloc(MODEL_WORKSPACE_BYTES > 0 ? MODEL_WORKSPACE_BYTES : 1);
+    misaligned = malloc(2 * sizeof *misaligned);
+    if (!x || !y || !ws || !misaligned) {
         return fail("out of memory");
     }
     f = fopen(argv[1], "rb");
@@ -54,7 +61,7 @@ int main(int argc, char **argv)
     if (model_predict(NULL, y, batch, NULL) != MODEL_ERR_NULL
             || model_predict(x, NULL, batch, ws) != MODEL_ERR_NULL
             || model_predict(x, y, 0, NULL) != MODEL_ERR_BATCH
-            || model_predict(x, y, batch, (char *)ws + 1) != MODEL_ERR_ALIGN) {
+            || model_predict(x, y, batch, (char *)misaligned + 1) != MODEL_ERR_ALIGN) {
         return fail("a bad argument was not reported");
     }
     ok = model_predict(x, y, batch, NULL) == MODEL_OK
@@ -74,5 +81,39 @@ int main(int argc, char **argv)
     free(x);
     free(y);
     free(ws);
+    free(misaligned);
     return 0;
 }
+
+#ifdef DRIVER_STACK_BYTES
+struct arguments {
+    int argc, status;
+    char **argv;
+};
+
+static void *run_on_thread(void *p)
+{
+    struct arguments *a = p;
+    a->status = run(a->argc, a->argv);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct arguments a = {argc, 1, argv};
+    pthread_attr_t attr;
+    pthread_t thread;
+    if (pthread_attr_init(&attr) != 0
+            || pthread_attr_setstacksize(&attr, DRIVER_STACK_BYTES) != 0
+            || pthread_create(&thread, &attr, run_on_thread, &a) != 0
+            || pthread_join(thread, NULL) != 0) {
+        return fail("cannot run on a thread of DRIVER_STACK_BYTES");
+    }
+    return a.status;
+}
+#else
+int main(int argc, char **argv)
+{
+    return run(argc, argv);
+}
+#endif

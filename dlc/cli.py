@@ -284,6 +284,39 @@ def parse_batches(text: str) -> list:
     return sizes
 
 
+# ---------------------------------------------------------------- ONNX
+
+@cli.command("from-onnx", epilog=examples("dlc from-onnx mlp.onnx -o model.dlc",
+                                          "dlc from-onnx mlp.onnx -o model.dlc && "
+                                          "dlc export model.dlc -o out/"))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The checkpoint to write (read it back with dlc.load).")
+def from_onnx_command(file, output):
+    """Import an ONNX model (from PyTorch or elsewhere) as a dlc model checkpoint."""
+    from .checkpoint import save
+    from .onnx import from_onnx
+    net = from_onnx(file)
+    save(net, output)
+    click.echo(f"wrote {output}: {net.n_inputs} inputs -> {net.n_outputs} outputs, "
+               f"{len(net.layers)} layers")
+
+
+@cli.command("to-onnx", epilog=examples("dlc to-onnx model.dlc -o model.onnx",
+                                        "dlc to-onnx model.dlc -o model.onnx --opset 13 --folded"))
+@MODEL
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The .onnx file to write.")
+@click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True)
+@click.option("--folded", is_flag=True,
+              help="Write the graph after dlc's inference passes (batch norm folded, ...).")
+def to_onnx_command(model, output, opset, folded):
+    """Write the model's inference graph as ONNX (checked with onnx.checker)."""
+    from .onnx import to_onnx
+    to_onnx(load_model(model), output, opset=opset, folded=folded)
+    click.echo(f"wrote {output} (opset {opset})")
+
+
 # ---------------------------------------------------------------- demo
 
 @cli.command(epilog=examples("dlc demo", "dlc demo --out out/ --epochs 50"))

@@ -13,7 +13,7 @@ from dlc.train import reference_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["inspect", "export", "compile", "predict", "bench", "demo", "cache", "cache info",
-            "cache clear"]
+            "cache clear", "from-onnx", "to-onnx"]
 
 
 def run(*args, cache=None, check=True):
@@ -163,3 +163,26 @@ def test_demo_runs_the_digits_example(tmp_path):
     done = run("demo", "--epochs", "2", "--out", tmp_path)
     assert "test accuracy:" in done.stdout and "the same classes as Python" in done.stdout
     assert (tmp_path / "digits_c" / "digits.c").is_file()
+
+
+def test_to_onnx_then_from_onnx_round_trips_through_onnxruntime(model, rows, tmp_path):
+    import onnxruntime
+    onnx_file, back = tmp_path / "model.onnx", tmp_path / "back.dlc"
+    assert "wrote" in run("to-onnx", model, "-o", onnx_file).stdout
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    net = dlc.load(model)
+    X = rows.astype(np.float32)
+    expected = dlc.reference(net).predict(X)
+    (got,) = session.run(None, {session.get_inputs()[0].name: X})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert "3 outputs" in run("from-onnx", onnx_file, "-o", back).stdout
+    np.testing.assert_allclose(dlc.reference(dlc.load(back)).predict(X), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_from_onnx_of_an_unsupported_model_is_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    done = run("from-onnx", bad, "-o", tmp_path / "x.dlc", check=False)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("Error:")

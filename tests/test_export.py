@@ -70,8 +70,8 @@ MODELS = {
 }
 
 
-def compile_c(sources, output, flags, include):
-    command = ["gcc", *flags, f"-I{include}", *map(str, sources), "-o", str(output), "-lm"]
+def compile_c(sources, output, flags, include, cc="gcc"):
+    command = [cc, *flags, f"-I{include}", *map(str, sources), "-o", str(output), "-lm"]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr}"
     assert not done.stderr, done.stderr
@@ -86,10 +86,10 @@ def run(command, env=None, check=True):
     return done
 
 
-def predict_with_driver(exported, X, tmp_path, flags, env=None):
+def predict_with_driver(exported, X, tmp_path, flags, env=None, cc="gcc"):
     """The driver's three predictions (internal workspace, own workspace, row by row)."""
     binary = compile_c([HERE / "c" / "export_driver.c", exported.source],
-                       tmp_path / f"driver{len(flags)}", flags, exported.source.parent)
+                       tmp_path / f"driver{len(flags)}", flags, exported.source.parent, cc)
     dtype = X.dtype
     (tmp_path / "x.bin").write_bytes(X.tobytes())
     args = [binary, tmp_path / "x.bin", tmp_path / "y.bin", len(X)]

@@ -67,7 +67,7 @@ static inline dlc_real_bits dlc_mask_if(int when)
 static inline dlc_real dlc_relu(dlc_real z)
 {
     const dlc_real_bits b = dlc_bits(z), magnitude = b & DLC_MAGNITUDE_BITS;
-    return dlc_from_bits(b & dlc_mask_if(b == magnitude || magnitude > DLC_INF_BITS));
+    return dlc_from_bits(b & dlc_mask_if((b == magnitude) | (magnitude > DLC_INF_BITS)));
 }
 
 /* z if its sign is clear, else alpha z (NaN stays NaN either way). */

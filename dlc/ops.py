@@ -130,6 +130,11 @@ def softmax(x):
 
 
 # What a dense layer may apply to x W + b (softmax over each row, the others elementwise).
+# On NaN and inf these are the semantics of the C kernels too (runtime/dlc_runtime.h,
+# dlc_relu; runtime/kernels.c, dlc_softmax_undefined), under any compiler flags: a NaN
+# stays NaN (relu and leaky_relu included), +-inf go to their limits (relu(-inf) = 0,
+# sigmoid 1 and 0, tanh +-1), and softmax of a row holding a NaN or +inf, or all -inf, is
+# all NaN, -inf elsewhere giving 0.
 ACTIVATIONS = {
     "none": lambda z, alpha: z,
     "relu": lambda z, alpha: np.maximum(z, 0),

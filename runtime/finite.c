@@ -5,17 +5,10 @@
  * vectorises without reordering any floating-point arithmetic. */
 static inline int dlc_all_finite(size_t n, const dlc_real *x)
 {
-#if DLC_DOUBLE
-    const uint64_t magnitude = 0x7fffffffffffffffu, infinity = 0x7ff0000000000000u;
-    uint64_t largest = 0, bits;
-#else
-    const uint32_t magnitude = 0x7fffffffu, infinity = 0x7f800000u;
-    uint32_t largest = 0, bits;
-#endif
+    dlc_real_bits largest = 0;
     for (size_t i = 0; i < n; i++) {
-        memcpy(&bits, x + i, sizeof bits);
-        bits &= magnitude;
-        largest = bits > largest ? bits : largest;
+        const dlc_real_bits magnitude = dlc_bits(x[i]) & DLC_MAGNITUDE_BITS;
+        largest = magnitude > largest ? magnitude : largest;
     }
-    return largest < infinity;
+    return largest < DLC_INF_BITS;
 }

@@ -40,10 +40,10 @@ static inline dlc_real dlc_epilogue1(const dlc_epilogue *ep, size_t j, dlc_real 
         z += ep->bias[j];
     }
     if (ep->act == DLC_ACT_RELU) {
-        return z > 0 ? z : 0;
+        return dlc_relu(z);
     }
     if (ep->act == DLC_ACT_LEAKY_RELU) {
-        return z > 0 ? z : ep->alpha * z;
+        return dlc_leaky_relu(z, ep->alpha);
     }
     return z;
 }
@@ -184,19 +184,18 @@ static inline void dlc_turn8(const dlc_real *src, size_t ld_src, dlc_real *dst, 
 #endif
 
 /* Bias and piecewise linear activation on one vector of columns j.. j+DLC_VL-1;
- * bit for bit what dlc_epilogue1 computes. */
+ * bit for bit what dlc_epilogue1 computes (dlc_relu, dlc_leaky_relu: on the bits). */
 static inline dlc_vec dlc_epilogue_vec(const dlc_epilogue *ep, dlc_vec bias, dlc_vec z)
 {
-    const dlc_vec zero = {0};
     if (ep->bias) {
         z += bias;
     }
+    const dlc_mask bits = (dlc_mask)z, negative = bits < 0;
     if (ep->act == DLC_ACT_RELU) {
-        return (dlc_vec)((dlc_mask)z & (z > zero));
+        return (dlc_vec)(bits & (~negative | ((bits & DLC_MAGNITUDE_BITS) > DLC_INF_BITS)));
     }
     if (ep->act == DLC_ACT_LEAKY_RELU) {
-        dlc_mask positive = z > zero;
-        return (dlc_vec)(((dlc_mask)z & positive) | ((dlc_mask)(ep->alpha * z) & ~positive));
+        return (dlc_vec)((bits & ~negative) | ((dlc_mask)(ep->alpha * z) & negative));
     }
     return z;
 }

@@ -1,7 +1,8 @@
 /* dlc runtime: forward kernels.  All matrices are row-major; a batch of
  * `rows` examples is (rows, n).  Kernels never write to their inputs. */
 
-/* Sigmoid without overflow: exp() only ever sees a non-positive argument. */
+/* Sigmoid without overflow: exp() only ever sees a non-positive argument.  NaN gives
+ * NaN (the second branch), +-inf 1 and 0. */
 static inline dlc_real dlc_sigmoid1(dlc_real z)
 {
     if (z >= 0) {
@@ -15,9 +16,9 @@ static inline dlc_real dlc_activate1(int act, dlc_real alpha, dlc_real z)
 {
     switch (act) {
     case DLC_ACT_RELU:
-        return z > 0 ? z : 0;
+        return dlc_relu(z);
     case DLC_ACT_LEAKY_RELU:
-        return z > 0 ? z : alpha * z;
+        return dlc_leaky_relu(z, alpha);
     case DLC_ACT_SIGMOID:
         return dlc_sigmoid1(z);
     case DLC_ACT_TANH:
@@ -39,34 +40,63 @@ static inline void dlc_activation(size_t n, int act, dlc_real alpha,
 #if DLC_DOUBLE
 #define dlc_exp_nonpositive exp
 #else
-/* expf for x <= 0 in plain arithmetic that compilers vectorise (libm's expf is a call
- * per value): x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' polynomial, 2^n put
- * in the exponent bits.  Within 1.5 ulp of exp; below -87, where expf underflows to
- * denormals, it returns about 1.6e-38.  Nothing in it may trap or branch, or gcc keeps
- * the loop scalar: x = max(x, -87) is taken on the bits (for x <= 0 they grow with |x|)
- * with a mask, and n is rounded by adding and subtracting 1.5 * 2^23, not by floorf. */
+/* expf for x <= 0 (and NaN, which it returns) in plain arithmetic that compilers
+ * vectorise (libm's expf is a call per value): x = n ln2 + r with n = round(x / ln2),
+ * exp(r) by Cephes' polynomial, 2^n put in the exponent bits.  Below ln(FLT_MIN), where
+ * expf turns denormal, and at -inf it returns 0.  Written so that nothing -ffast-math may
+ * do decides the result: n is rounded by a float -> int conversion (the old rounding,
+ * adding and subtracting 1.5 * 2^23, is folded away by -fassociative-math); ln2 is split
+ * so that r = x - n C1 is exact (C1 has 17 bits, n 7) and the rest, -n C2, is a factor
+ * 1 + l, not a third term of r that reassociation could add to x first; the range and
+ * NaN tests are on the bits.  Within 1.3 ulp of exp over [ln FLT_MIN, 0]; 2.3 ulp where
+ * -ffast-math reorders the last sum (tests/test_fast_math.py). */
+#define DLC_EXP_LOW_BITS 0xc2aeac50u           /* -87.33654f, ln(FLT_MIN) */
 static inline float dlc_exp_nonpositive(float x)
 {
-    union { int32_t i; float f; } two_to_n, bits = {.f = x};
-    const uint32_t u = (uint32_t)bits.i, below = -(uint32_t)(u > 0xc2ae0000u);  /* -87 */
-    bits.i = (int32_t)((u & ~below) | (0xc2ae0000u & below));
-    x = bits.f;
-    const float n = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
-    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    const uint32_t u = dlc_bits(x);
+    const uint32_t nan = dlc_mask_if((u & DLC_MAGNITUDE_BITS) > DLC_INF_BITS);
+    const uint32_t below = dlc_mask_if(u > DLC_EXP_LOW_BITS) | nan;   /* -0 is 0x80000000 */
+    x = dlc_from_bits((u & ~below) | (DLC_EXP_LOW_BITS & below));
+    const int32_t n = (int32_t)(x * 1.44269504088896341f - 0.5f);   /* rounds: x <= 0 */
+    const float nf = (float)n;
+    const float r = x - nf * 0.693145751953125f;
+    const float l = nf * -1.42860682030941723e-6f;                 /* |l| < 2e-4 */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    two_to_n.i = ((int32_t)n + 127) * (1 << 23);
-    return (p * r * r + r + 1.0f) * two_to_n.f;
+    const float q = p * r * r + r;                                /* exp(r) - 1 */
+    const float e = (1.0f + (q + l * (1.0f + q))) * dlc_from_bits((uint32_t)(n + 127) << 23);
+    return dlc_from_bits((dlc_bits(e) & ~below) | (u & nan));
 }
 #endif
 
+/* Whether softmax is NaN over the row x[0..n), as NumPy's exp(x - max) / sum makes it: the row holds a NaN or +inf, or is all -inf.  0 or all
+ * ones; on the bits, which -ffinite-math-only leaves alone. */
+static inline dlc_real_bits dlc_softmax_undefined(size_t n, const dlc_real *x)
+{
+    int some_nan_or_inf = 0, all_minus_inf = 1;
+    for (size_t j = 0; j < n; j++) {
+        const dlc_real_bits b = dlc_bits(x[j]), magnitude = b & DLC_MAGNITUDE_BITS;
+        const int inf = magnitude == DLC_INF_BITS;       /* & and |: no branches */
+        some_nan_or_inf |= (magnitude > DLC_INF_BITS) | (inf & (b == magnitude));
+        all_minus_inf &= inf & (b != magnitude);
+    }
+    return dlc_mask_if(some_nan_or_inf | all_minus_inf);
+}
+
+/* x - max, or NaN (as bits: fast-math may fold 0 / 0) where `undefined` is all ones. */
+static inline dlc_real dlc_shifted(dlc_real x, dlc_real max, dlc_real_bits undefined)
+{
+    return dlc_from_bits((dlc_bits(x - max) & ~undefined) | (DLC_NAN_BITS & undefined));
+}
+
 /* Softmax over each row of x (rows, n), one row at a time: y = x - row max, y = exp(y),
  * y /= row sum.  The exp runs once over the whole block, where it vectorises.  x and y
- * may be the same buffer. */
+ * may be the same buffer.  A row dlc_softmax_undefined says is NaN is shifted to NaN,
+ * which the exp, the sum and the divide carry through. */
 static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
 {
     for (size_t i = 0; i < rows; i++) {
@@ -76,8 +106,9 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
         for (size_t j = 1; j < n; j++) {
             max = xi[j] > max ? xi[j] : max;
         }
+        const dlc_real_bits undefined = dlc_softmax_undefined(n, xi);
         for (size_t j = 0; j < n; j++) {
-            yi[j] = xi[j] - max;
+            yi[j] = dlc_shifted(xi[j], max, undefined);
         }
     }
     for (size_t i = 0; i < rows * n; i++) {
@@ -132,17 +163,24 @@ static inline void dlc_from_lanes(size_t n, dlc_real (*t)[8], dlc_real *y)
     }
 }
 
-/* Stores the group's t[j] - row max, still on its side, at g (8 n values). */
+/* Stores the group's t[j] - row max, still on its side, at g (8 n values); NaN in the
+ * lanes of rows that dlc_softmax_undefined says are NaN (the same tests, lane by lane). */
 static inline void dlc_store_shifted(size_t n, dlc_real (*t)[8], dlc_real *g)
 {
     dlc_vec max = dlc_load(t[0]);
-    for (size_t j = 1; j < n; j++) {
-        const dlc_vec v = dlc_load(t[j]);
-        const dlc_mask above = v > max;
-        max = (dlc_vec)((above & (dlc_mask)v) | (~above & (dlc_mask)max));
-    }
+    dlc_mask some_nan_or_inf = {0}, all_minus_inf = ~some_nan_or_inf;
     for (size_t j = 0; j < n; j++) {
-        dlc_store(g + j * 8, dlc_load(t[j]) - max);
+        const dlc_vec v = dlc_load(t[j]);
+        const dlc_mask above = v > max, bits = (dlc_mask)v;
+        const dlc_mask magnitude = bits & DLC_MAGNITUDE_BITS, inf = magnitude == DLC_INF_BITS;
+        max = (dlc_vec)((above & bits) | (~above & (dlc_mask)max));
+        some_nan_or_inf |= (magnitude > DLC_INF_BITS) | (inf & (bits >= 0));
+        all_minus_inf &= inf & (bits < 0);
+    }
+    const dlc_mask undefined = some_nan_or_inf | all_minus_inf;
+    for (size_t j = 0; j < n; j++) {
+        const dlc_mask shifted = (dlc_mask)(dlc_load(t[j]) - max);
+        dlc_store(g + j * 8, (dlc_vec)((shifted & ~undefined) | (DLC_NAN_BITS & undefined)));
     }
 }
 

@@ -33,13 +33,6 @@ static inline void dlc_gemm(const dlc_scratch *scratch,
     dlc_gemm_ex(scratch, trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, beta, C, ldc, &none);
 }
 
-/* An unsigned integer as wide as dlc_real, for selects done on the bits. */
-#if DLC_DOUBLE
-typedef uint64_t dlc_real_bits;
-#else
-typedef uint32_t dlc_real_bits;
-#endif
-
 /* dx = dy * act'(z) for n values, where v is z (or any value of its sign: relu,
  * leaky_relu) or y = act(z) (sigmoid, tanh).  One loop per activation (vectorised). */
 static inline void dlc_activation_grad(size_t n, int act, dlc_real alpha, const dlc_real *dy,
@@ -271,7 +264,8 @@ static inline void dlc_ones_like(size_t n, dlc_real *y)
 
 /* ---- losses: p (prediction or logits) and t (targets) are (rows, n); cost is a scalar */
 
-/* Mean over rows of -sum(t * log softmax(z)), with a stable log-sum-exp. */
+/* Mean over rows of -sum(t * log softmax(z)), with a stable log-sum-exp; NaN from a row
+ * whose softmax is NaN (see dlc_softmax_by_row). */
 static inline void dlc_softmax_cross_entropy(size_t rows, size_t n, const dlc_real *z,
                                              const dlc_real *t, dlc_real *cost)
 {
@@ -282,8 +276,9 @@ static inline void dlc_softmax_cross_entropy(size_t rows, size_t n, const dlc_re
         for (size_t j = 1; j < n; j++) {
             top = zi[j] > top ? zi[j] : top;
         }
+        const dlc_real_bits undefined = dlc_softmax_undefined(n, zi);
         for (size_t j = 0; j < n; j++) {
-            sum += dlc_exp_nonpositive(zi[j] - top);
+            sum += dlc_exp_nonpositive(dlc_shifted(zi[j], top, undefined));
         }
         const dlc_real lse = dlc_log(sum) + top;
         for (size_t j = 0; j < n; j++) {

@@ -130,7 +130,8 @@ class Dropout(Layer):
 
 
 class Normalize(Layer):
-    """Fixed input normalisation: (x - mean) / sqrt(var + eps)."""
+    """Fixed input normalisation: (x - mean) / sqrt(var + eps).  eps may be 0 (an exact
+    affine map, as ONNX import makes) when every var is positive."""
     kind = "normalize"
 
     def __init__(self, mean, var, eps: float = 1e-8, name: str = None):
@@ -139,7 +140,11 @@ class Normalize(Layer):
         self.var = check_vector(var, "Normalize var", low=0.0)
         if self.mean.shape != self.var.shape:
             raise ValueError(f"Normalize mean has {self.mean.size} values but var has {self.var.size}")
-        self.eps = check_positive(eps, "Normalize eps")
+        self.eps = check_real(eps, "Normalize eps", low=0.0)
+        if self.eps == 0 and (self.var == 0).any():
+            zero = int(np.argmax(self.var == 0))
+            raise ValueError(f"Normalize eps must be positive where var is 0 (var[{zero}] is 0), "
+                             f"got eps 0.0")
 
     def out_features(self, n_in):
         if self.mean.size != n_in:

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import dsl, optim
 from .api import compile as compile_model
 from .callbacks import EarlyStopping
+from .checks import check_fraction, check_positive, check_real
 from .export import export_c
 from .lower import lower
 from .passes import run_pipeline
@@ -53,7 +54,7 @@ def expected_failed_checks(estimator) -> dict:
     """check name -> why it fails, for ``parametrize_with_checks(...,
     expected_failed_checks=expected_failed_checks)``; scikit-learn 1.6 moved expected
     failures out of the estimator tags into that argument."""
-    if isinstance(estimator, MLPRegressor) and np.dtype(estimator.dtype) == np.float32:
+    if np.dtype(estimator.dtype) == np.float32:
         return dict(FLOAT32_EXPECTED_FAILED_CHECKS)
     return {}
 
@@ -292,25 +293,24 @@ class _BaseMLP(BaseEstimator):
         _choice(self.optimizer, "optimizer", OPTIMIZERS)
         if not isinstance(self.batch_norm, (bool, np.bool_)):
             raise ValueError(f"batch_norm must be True or False, got {self.batch_norm!r}")
-        optim.check_real(self.keep_prob, "keep_prob", low=0.0, high=1.0, low_open=True,
-                         high_open=False)
-        optim.check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_fraction(self.keep_prob, "keep_prob", low_open=True)
+        check_positive(self.learning_rate, "learning_rate")
         for name in ("beta_1", "beta_2", "momentum"):
-            optim.check_real(getattr(self, name), name, low=0.0, high=1.0)
-        optim.check_real(self.epsilon, "epsilon", low=0.0, low_open=True)
+            check_fraction(getattr(self, name), name, high_open=True)
+        check_positive(self.epsilon, "epsilon")
         if isinstance(self.schedule, str):
             _choice(self.schedule, "schedule", SCHEDULES)
         elif self.schedule is not None and not callable(self.schedule):
             raise ValueError(f"schedule must be None, one of {sorted(SCHEDULES)}, a dlc "
                              f"schedule or a callable (lr0, epoch) -> lr, got {self.schedule!r}")
         for name in ("alpha", "l1", "tol"):
-            optim.check_real(getattr(self, name), name, low=0.0)
+            check_real(getattr(self, name), name, low=0.0)
         if self.batch_size != "auto":
             _positive_int(self.batch_size, "batch_size")
         for name in ("max_iter", "n_iter_no_change", "threads"):
             _positive_int(getattr(self, name), name)
-        optim.check_real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
-                         low_open=True)
+        check_fraction(self.validation_fraction, "validation_fraction", low_open=True,
+                       high_open=True)
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 

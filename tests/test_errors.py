@@ -32,6 +32,7 @@ def lib():
     (lambda: dlc.BatchNorm(eps=0), ValueError, "eps"),
     (lambda: dlc.Normalize(mean=[0, 0], var=[1]), ValueError, "mean has 2 values but var has 1"),
     (lambda: dlc.Normalize(mean=[0], var=[-1]), ValueError, "Normalize var must be >= 0 everywhere, got -1 at index 0"),
+    (lambda: dlc.Normalize(mean=[0, 0], var=[1, 0], eps=0), ValueError, r"Normalize eps must be positive where var is 0 \(var\[1\] is 0\), got eps 0.0"),
     (lambda: dlc.Normalize(mean=[np.nan], var=[1]), ValueError, r"Normalize mean contains NaN or inf \(first at index 0\)"),
     (lambda: dlc.Dense(3, name=""), TypeError, "non-empty string"),
 ])
@@ -288,7 +289,7 @@ ARGS = [
     Arg("Dropout keep_prob", lambda v: dlc.Dropout(keep_prob=v), 0.5,
         ((0, "(0, 1]"), (1.5, "(0, 1]"), (-0.1, "(0, 1]")), layer_outcome),
     Arg("Normalize eps", lambda v: dlc.Normalize(np.zeros(5), np.ones(5), eps=v), 2.0 ** -20,
-        ((0, OPEN_POSITIVE), (-1.0, OPEN_POSITIVE)), layer_outcome),
+        ((-1e-9, NON_NEGATIVE), (-1.0, NON_NEGATIVE)), layer_outcome),
     Arg("LeakyReLU alpha", lambda v: dlc.LeakyReLU(alpha=v), 0.125,
         ((-0.1, NON_NEGATIVE),), layer_outcome),
     Arg("SGD lr", lambda v: dlc.SGD(lr=v), 0.25, ((0, OPEN_POSITIVE), (-1, OPEN_POSITIVE)),

@@ -9,7 +9,8 @@ import numpy as np
 from . import interpreter
 from .build import DEFAULT_FLAGS, build, build_extension, resolve_flags
 from .checks import as_batch, check_int
-from .codegen import LIBRARY_TILE_ROWS, aligned_zeros, generate_module, pack_params
+from .codegen import LIBRARY_TILE_ROWS, generate_module
+from .layout import aligned_zeros, pack_params
 from .dsl import Model
 from .ir import Graph
 from .lower import lower

@@ -6,225 +6,26 @@ User-chosen names reach C only as sanitised comments.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-
-import jinja2
-import numpy as np
+from dataclasses import dataclass
 
 from . import __version__
 from .ir import DTYPES, Graph, format_node
+from .layout import (GemmBlocks, ParamLayout, gemm_blocks, inference_layout, param_layout)
 from .ops import OPS
-from .passes.plan_memory import MemoryPlan, aligned, plan_memory
+from .passes.plan_memory import MemoryPlan, plan_memory
+from .render import CTYPES, ir_lines, render, safe_comment
+from .runtime import runtime_for
 
-PACKAGE = Path(__file__).resolve().parent
 TILE_ROWS = 64
 # Libraries loaded into Python run 256-row tiles: each weight matrix is packed once per
 # 256 rows instead of per 64 (the workspace grows, which matters in firmware, not here).
 LIBRARY_TILE_ROWS = 256
-CTYPES = {"f32": "float", "f64": "double"}
-# The runtime's pieces in the order they are pasted: each uses only itself and the pieces
-# before it.  A program carries only the functions it calls into (see runtime_for).
-RUNTIME_PIECES = ("dlc_runtime.h", "threads.c", "finite.c", "gemm.c", "kernels.c",
-                  "standardize.c", "rng.h", "train.c")
-
-
-def resource_dir(name: str) -> Path:
-    """templates/ and runtime/ ship inside the installed package; in a source
-    checkout they sit beside it."""
-    for base in (PACKAGE, PACKAGE.parent):
-        if (base / name).is_dir():
-            return base / name
-    raise FileNotFoundError(f"dlc cannot find its {name}/ directory")
-
-
-def safe_comment(text: str) -> str:
-    """Text that is harmless inside a C block comment: no '*', '/', '\\', '?'
-    or control characters survive."""
-    return re.sub(r"[^A-Za-z0-9 _.,:;=()\[\]{}%@#<>+\-']", "_", str(text))
-
-
-def c_real(value) -> str:
-    return f"(dlc_real){float(value)!r}"
-
-
-def c_activation(name: str) -> str:
-    return "DLC_ACT_" + name.upper()
-
-
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined, autoescape=False, bytecode_cache=template_cache())
-    env.filters.update(real=c_real, activation=c_activation, comment=safe_comment)
-    return env
-
-
-def template_cache():
-    """Compiled templates kept in the build cache, so a cache hit in a new process
-    does not re-parse them (keyed by each template's source, never stale)."""
-    from .build import cache_dir
-    try:
-        path = cache_dir() / "templates"
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return jinja2.FileSystemBytecodeCache(str(path))
-
-
-def render(template: str, **context) -> str:
-    return environment().get_template(template).render(**context)
-
-
-C_COMMENT = re.compile(r"/\*.*?\*/", re.S)
-RUNTIME_NAME = re.compile(r"\bdlc_[a-z0-9_]+\b")
-DEFINED_NAME = re.compile(r"\b(dlc_[a-z0-9_]+)\s*[(=]")
-
-
-def runtime_names(text: str) -> frozenset:
-    """The dlc_ names C text uses, comments aside."""
-    return frozenset(RUNTIME_NAME.findall(C_COMMENT.sub("", text)))
-
-
-@dataclass(frozen=True)
-class RuntimeItem:
-    """A function or variable of the runtime (with its comment), or the text between them
-    (macros, types: name None), which comes whenever its piece does."""
-    name: str
-    text: str
-    uses: frozenset
-
-
-def runtime_items(text: str) -> list:
-    """``text`` cut into items: each `static` definition at the start of a line, through
-    its closing brace at the start of a line (or its `;`), with the comment just above."""
-    lines, items, rest = text.splitlines(keepends=True), [], []
-    i = 0
-    while i < len(lines):
-        if not lines[i].startswith("static "):
-            rest.append(lines[i])
-            i += 1
-            continue
-        start = comment_start(rest)
-        comment, rest = rest[start:], rest[:start]
-        end, braced = i, "{" in lines[i]
-        while not (lines[end].rstrip() == "}" if braced else lines[end].rstrip().endswith(";")):
-            end += 1
-            braced = braced or "{" in lines[end]
-        body = "".join(comment + lines[i:end + 1])
-        signature = "".join(lines[i:end + 1]).split("{")[0]
-        items.append(RuntimeItem(None, "".join(rest), runtime_names("".join(rest))))
-        items.append(RuntimeItem(DEFINED_NAME.search(signature).group(1), body,
-                                 runtime_names(body)))
-        rest, i = [], end + 1
-    items.append(RuntimeItem(None, "".join(rest), runtime_names("".join(rest))))
-    return items
-
-
-def comment_start(lines: list) -> int:
-    """Where the block comment that ends ``lines`` starts (len(lines) when none does)."""
-    k = len(lines) - 1
-    if k < 0 or not lines[k].rstrip().endswith("*/"):
-        return len(lines)
-    while not lines[k].startswith("/*"):
-        if k == 0 or not lines[k].startswith(" *"):
-            return len(lines)
-        k -= 1
-    return k
-
-
-@lru_cache(maxsize=1)
-def runtime_pieces() -> tuple:
-    """The items of each runtime piece, in RUNTIME_PIECES order."""
-    root = resource_dir("runtime")
-    return tuple(tuple(runtime_items((root / name).read_text())) for name in RUNTIME_PIECES)
-
-
-def runtime_for(program: str) -> str:
-    """The runtime ``program`` (C text without it) calls into, and nothing else: every
-    function or variable the program or a chosen item uses, with the rest of its piece
-    (macros, types); a name no item defines belongs to the first piece that uses it.
-    Pieces come in order, the first (types) always."""
-    pieces = runtime_pieces()
-    owners = {}
-    for p, items in enumerate(pieces):
-        for k, item in enumerate(items):
-            if item.name:
-                owners.setdefault(item.name, []).append((p, k))
-    for p, items in enumerate(pieces):
-        for item in items:
-            for name in item.uses if item.name is None else ():
-                owners.setdefault(name, [(p, None)])
-    chosen = set()
-    wanted = [(0, None), *[o for name in runtime_names(program) for o in owners.get(name, ())]]
-    while wanted:
-        p, k = wanted.pop()
-        if (p, k) in chosen:
-            continue
-        chosen.add((p, k))
-        if k is None:       # the piece itself: its text between the items
-            uses = frozenset().union(*(i.uses for i in pieces[p] if i.name is None))
-        else:
-            uses = pieces[p][k].uses
-            wanted.append((p, None))
-        wanted.extend(o for name in uses for o in owners.get(name, ()))
-    return "\n".join(
-        "".join(item.text for k, item in enumerate(items)
-                if item.name is None or (p, k) in chosen)
-        for p, items in enumerate(pieces) if (p, None) in chosen)
 
 
 def render_program(template: str, **context) -> str:
     """``template`` rendered with the runtime its own C calls into."""
     program = render(template, runtime="", **context)
     return render(template, runtime=runtime_for(program), **context)
-
-
-# The matrix multiply's packed blocks (runtime/gemm.c) are planned with its default block
-# sizes and the widest register tile; gemm.c refuses to compile with larger ones.
-GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 256, 1024
-GEMM_MR, GEMM_NR_MAX_BYTES = 6, 64
-GEMM_SMALL_M = 4        # fewer rows stream through B without packing
-GEMM_IN_PLACE_BYTES = 1024      # rows of an untransposed A this close are read in place
-
-
-@dataclass(frozen=True)
-class GemmBlocks:
-    """One task's packed blocks: values of A's block, then of B's."""
-    a_elements: int = 0
-    b_elements: int = 0
-
-    @property
-    def elements(self) -> int:
-        return self.a_elements + self.b_elements
-
-    def union(self, other: "GemmBlocks") -> "GemmBlocks":
-        return GemmBlocks(max(self.a_elements, other.a_elements),
-                          max(self.b_elements, other.b_elements))
-
-
-def round_up(n, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=False,
-                trans_b=False) -> GemmBlocks:
-    """The blocks of a product op(A) (M, K) x op(B) (K, N), M, N or K at most as given
-    (math.inf: any): A's min(M, MC) rows rounded up to the register tile by min(K, KC)
-    (one tile of rows when A's rows are close enough to be read in place), B's min(N, NC)
-    columns rounded up to the widest panel by min(K, KC).  A panel-packed B is read in
-    place; fewer than GEMM_SMALL_M rows of an untransposed B pack nothing."""
-    if M < GEMM_SMALL_M and not trans_b:
-        return GemmBlocks()
-    kc = min(K, GEMM_KC_BYTES // itemsize)
-    a_in_place = not trans_a and lda * itemsize <= GEMM_IN_PLACE_BYTES
-    a = (GEMM_MR if a_in_place else round_up(min(M, GEMM_MC), GEMM_MR)) * kc
-    b = 0 if b_panels else round_up(min(N, GEMM_NC), GEMM_NR_MAX_BYTES // itemsize) * kc
-    return GemmBlocks(aligned(a), aligned(b))
 
 
 # The products of the kernels that call the matrix multiply, as the arguments of
@@ -249,80 +50,6 @@ def program_blocks(steps, rows, itemsize: int) -> GemmBlocks:
                 step["size"], step["panels"], rows)
             blocks = blocks.union(gemm_blocks(M, N, K, itemsize, lda, trans_a, panels, trans_b))
     return blocks
-
-
-# Inference weight matrices are stored as column panels one cache line wide (see
-# dlc_b_column in runtime/gemm.c): the matrix multiply reads them in place, never copies.
-PANEL_BYTES = 64
-
-
-@dataclass(frozen=True)
-class ParamLayout:
-    offsets: dict     # param ref -> element offset in the packed parameter block
-    size: int
-    panels: dict = field(default_factory=dict)   # param ref -> panel width, if panel-packed
-
-
-def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
-    """Offsets of the parameters in one block; the matrices in ``panels`` take the
-    room of their panel-packed form."""
-    panels = panels or {}
-    offsets, size = {}, 0
-    for ref, param in graph.params.items():
-        offsets[ref] = size
-        size += aligned(panels_size(param.value.shape, panels[ref]) if ref in panels
-                        else param.value.size)
-    return ParamLayout(offsets, max(size, 1), panels)
-
-
-def inference_layout(graph: Graph) -> ParamLayout:
-    """The parameter block of an inference library or export: dense weights as panels."""
-    return param_layout(graph, weight_panels(graph))
-
-
-def weight_panels(graph: Graph) -> dict:
-    """The weight matrices of an inference graph's dense layers, with their panel width."""
-    width = PANEL_BYTES // DTYPES[graph.dtype].itemsize
-    return {node.inputs[1]: width for node in graph.nodes
-            if node.op == "dense" and node.inputs[1] in graph.params}
-
-
-def panels_size(shape: tuple, width: int) -> int:
-    """Values in the panel-packed form of a (K, N) matrix."""
-    K, N = shape
-    return K * -(-N // width) * width
-
-
-def as_panels(W: np.ndarray, width: int) -> np.ndarray:
-    """(K, N) as ceil(N / width) panels of K rows of ``width`` columns, zero-padded, flat."""
-    K, N = W.shape
-    padded = np.zeros((K, -(-N // width) * width), W.dtype)
-    padded[:, :N] = W
-    return padded.reshape(K, -1, width).transpose(1, 0, 2).reshape(-1)
-
-
-def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
-    """The parameter block of ``layout``, aligned to a cache line."""
-    block = aligned_zeros(layout.size, dtype)
-    for ref, param in graph.params.items():
-        start = layout.offsets[ref]
-        value = (as_panels(param.value, layout.panels[ref]) if ref in layout.panels
-                 else param.value.reshape(-1))
-        block[start:start + value.size] = value
-    return block
-
-
-def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
-    """n zeros starting on an ``align``-byte boundary (a cache line: the kernels' vector
-    loads never straddle two lines when the data is packed at aligned offsets)."""
-    dtype = np.dtype(dtype)
-    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + n * dtype.itemsize].view(dtype)
-
-
-def ir_lines(graph: Graph) -> list:
-    return [safe_comment(line) for line in str(graph).splitlines()]
 
 
 def forward_context(graph: Graph, tile_rows: int = TILE_ROWS, prefix: str = "") -> dict:

@@ -20,8 +20,8 @@ import numpy as np
 from .api import _check_model
 from .build import BuildError, compiler_command, run_compiler
 from .checks import check_int
-from .codegen import (TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export,
-                      inference_layout, pack_params)
+from .codegen import TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export
+from .layout import inference_layout, pack_params
 from .inspect import Inspection, inspect_graph
 from .lower import lower
 from .passes import INFERENCE_PIPELINE

@@ -22,7 +22,8 @@ from . import interpreter
 from .autodiff import backward
 from .build import DEFAULT_FLAGS, build, resolve_flags
 from .checks import as_batch, cast_finite, check_int, check_real, first_bad_row
-from .codegen import generate_train_module, param_layout
+from .codegen import generate_train_module
+from .layout import param_layout
 from .dsl import Model
 from .ir import BATCH, Graph, GraphBuilder, TensorType
 from .lower import lower

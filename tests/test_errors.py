@@ -584,7 +584,7 @@ def unusable_cache_dirs(tmp_path):
 def test_an_unusable_cache_dir_is_one_error_naming_the_variable(tmp_path, monkeypatch,
                                                                 fresh_build, case):
     from dlc.build import BuildError, CacheDirError, cache_dir
-    from dlc.codegen import template_cache
+    from dlc.render import template_cache
     path, problem = unusable_cache_dirs(tmp_path)[case]
     monkeypatch.setenv("DLC_CACHE_DIR", str(path))
     expected = (rf"^dlc cannot use '{re.escape(str(path))}' \(from \$DLC_CACHE_DIR\) as its "

@@ -1,0 +1,125 @@
+"""Where parameters live: the packed parameter block, its panel-packed weight matrices,
+and the packed blocks the matrix multiply needs (sized at generation time)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ir import DTYPES, Graph
+from .passes.plan_memory import aligned
+
+# The matrix multiply's packed blocks (runtime/gemm.c) are planned with its default block
+# sizes and the widest register tile; gemm.c refuses to compile with larger ones.
+GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 256, 1024
+GEMM_MR, GEMM_NR_MAX_BYTES = 6, 64
+GEMM_SMALL_M = 4        # fewer rows stream through B without packing
+GEMM_IN_PLACE_BYTES = 1024      # rows of an untransposed A this close are read in place
+
+
+@dataclass(frozen=True)
+class GemmBlocks:
+    """One task's packed blocks: values of A's block, then of B's."""
+    a_elements: int = 0
+    b_elements: int = 0
+
+    @property
+    def elements(self) -> int:
+        return self.a_elements + self.b_elements
+
+    def union(self, other: "GemmBlocks") -> "GemmBlocks":
+        return GemmBlocks(max(self.a_elements, other.a_elements),
+                          max(self.b_elements, other.b_elements))
+
+
+def round_up(n, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=False,
+                trans_b=False) -> GemmBlocks:
+    """The blocks of a product op(A) (M, K) x op(B) (K, N), M, N or K at most as given
+    (math.inf: any): A's min(M, MC) rows rounded up to the register tile by min(K, KC)
+    (one tile of rows when A's rows are close enough to be read in place), B's min(N, NC)
+    columns rounded up to the widest panel by min(K, KC).  A panel-packed B is read in
+    place; fewer than GEMM_SMALL_M rows of an untransposed B pack nothing."""
+    if M < GEMM_SMALL_M and not trans_b:
+        return GemmBlocks()
+    kc = min(K, GEMM_KC_BYTES // itemsize)
+    a_in_place = not trans_a and lda * itemsize <= GEMM_IN_PLACE_BYTES
+    a = (GEMM_MR if a_in_place else round_up(min(M, GEMM_MC), GEMM_MR)) * kc
+    b = 0 if b_panels else round_up(min(N, GEMM_NC), GEMM_NR_MAX_BYTES // itemsize) * kc
+    return GemmBlocks(aligned(a), aligned(b))
+
+
+# Inference weight matrices are stored as column panels one cache line wide (see
+# dlc_b_column in runtime/gemm.c): the matrix multiply reads them in place, never copies.
+PANEL_BYTES = 64
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    offsets: dict     # param ref -> element offset in the packed parameter block
+    size: int
+    panels: dict = field(default_factory=dict)   # param ref -> panel width, if panel-packed
+
+
+def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
+    """Offsets of the parameters in one block; the matrices in ``panels`` take the
+    room of their panel-packed form."""
+    panels = panels or {}
+    offsets, size = {}, 0
+    for ref, param in graph.params.items():
+        offsets[ref] = size
+        size += aligned(panels_size(param.value.shape, panels[ref]) if ref in panels
+                        else param.value.size)
+    return ParamLayout(offsets, max(size, 1), panels)
+
+
+def inference_layout(graph: Graph) -> ParamLayout:
+    """The parameter block of an inference library or export: dense weights as panels."""
+    return param_layout(graph, weight_panels(graph))
+
+
+def weight_panels(graph: Graph) -> dict:
+    """The weight matrices of an inference graph's dense layers, with their panel width."""
+    width = PANEL_BYTES // DTYPES[graph.dtype].itemsize
+    return {node.inputs[1]: width for node in graph.nodes
+            if node.op == "dense" and node.inputs[1] in graph.params}
+
+
+def panels_size(shape: tuple, width: int) -> int:
+    """Values in the panel-packed form of a (K, N) matrix."""
+    K, N = shape
+    return K * -(-N // width) * width
+
+
+def as_panels(W: np.ndarray, width: int) -> np.ndarray:
+    """(K, N) as ceil(N / width) panels of K rows of ``width`` columns, zero-padded, flat."""
+    K, N = W.shape
+    padded = np.zeros((K, -(-N // width) * width), W.dtype)
+    padded[:, :N] = W
+    return padded.reshape(K, -1, width).transpose(1, 0, 2).reshape(-1)
+
+
+def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
+    """The parameter block of ``layout``, aligned to a cache line."""
+    block = aligned_zeros(layout.size, dtype)
+    for ref, param in graph.params.items():
+        start = layout.offsets[ref]
+        value = (as_panels(param.value, layout.panels[ref]) if ref in layout.panels
+                 else param.value.reshape(-1))
+        block[start:start + value.size] = value
+    return block
+
+
+def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
+    """n zeros starting on an ``align``-byte boundary (a cache line: the kernels' vector
+    loads never straddle two lines when the data is packed at aligned offsets)."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + n * dtype.itemsize].view(dtype)
+
+

@@ -36,6 +36,11 @@ def check_int(value, what: str, low: int = None, high: int = None, note: str = "
     return int(value)
 
 
+def check_threads(value) -> int:
+    """A thread count: a positive integer."""
+    return check_int(value, "threads", low=1)
+
+
 def check_real(value, what: str, low: float = None, high: float = None, *,
                low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a finite float in the interval from ``low`` to ``high`` (None: no

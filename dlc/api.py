@@ -10,7 +10,7 @@ from .checks import as_batch, check_threads
 from .codegen import LIBRARY_TILE_ROWS
 from .dsl import Model
 from .ir import Graph
-from .library import CompiledModel, compile_graph  # noqa: F401  (dlc.api.compile_graph)
+from .library import compile_graph
 from .lower import lower
 from .passes import INFERENCE_PIPELINE, run_pipeline
 from .train import compile_trainer

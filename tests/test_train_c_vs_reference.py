@@ -152,7 +152,7 @@ def test_unfused_optimizer_kernels_equal_reference(optimizer):
 # ---------------------------------------------------------------- coverage
 
 CALL = re.compile(r"\b(dlc_[a-z0-9_]+)\s*\(")
-TEMPLATE_CALL = re.compile(r"\bdlc_([a-z0-9_]+|\{\{ step\.op \}\})\s*\(")
+TEMPLATE_CALL = re.compile(r"\bdlc_([a-z0-9_]+|\{\{ \w+\.op \}\})\s*\(")
 ACTIVATION_GRAD = re.compile(r"\bdlc_activation_grad\([^,]*,\s*(DLC_ACT_[A-Z_]+)")
 C_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 
@@ -167,16 +167,18 @@ def kernel_calls(source: str) -> set:
 
 def training_kernels() -> set:
     """Every kernel the training-only ops and the optimizers' fused updates render to,
-    read from their templates (``dlc_{{ step.op }}`` is the op's own kernel)."""
+    read from their templates (``dlc_{{ step.op }}`` names the op's own kernel)."""
     templates = resource_dir("templates")
     kernels = set()
     for op in TRAINING_ONLY:
         text = (templates / "ops" / f"{OPS[op].template}.c.j2").read_text()
-        kernels |= {"dlc_" + (op if name.startswith("{") else name)
-                    for name in TEMPLATE_CALL.findall(text)}
+        names = {"dlc_" + (op if name.startswith("{") else name)
+                 for name in TEMPLATE_CALL.findall(text)}
+        assert names, f"no kernel call found in the template of {op}"
+        kernels |= names
         if "dlc_activation_grad(" in text:
             kernels.add(f"dlc_activation_grad {c_activation(op[:-len('_grad')])}")
-    updates = sorted(templates.glob("*_update.c.j2"))
+    updates = sorted(templates.rglob("*_update.c.j2"), key=lambda path: path.name)
     assert [path.name for path in updates] == [f"{kind}_update.c.j2" for kind in sorted(UNFUSED)]
     for path in updates:
         kernels |= {"dlc_" + name for name in TEMPLATE_CALL.findall(path.read_text())}

@@ -8,6 +8,7 @@ the order given, so put ``TrainMetrics`` before an ``EarlyStopping`` that reads 
 """
 from __future__ import annotations
 
+from .checkpoint import save
 from .checks import check_int, check_real
 
 MODES = {"loss": "min", "accuracy": "max", "error": "min"}
@@ -96,5 +97,4 @@ class Checkpoint:
 
     def on_epoch_end(self, trainer, epoch, logs):
         if trainer.epoch % self.every == 0:
-            from .checkpoint import save
             save(trainer, self.path)

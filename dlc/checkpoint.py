@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import inspect
 import io
 import json
@@ -27,6 +28,9 @@ import numpy as np
 
 from . import dsl
 from .lower import lower
+from .optim import Optimizer, Schedule
+from .train import compile_trainer
+from .version import __version__
 
 MAGIC = b"DLCCKPT\n"
 VERSION = 1
@@ -50,7 +54,6 @@ def save(obj, path) -> None:
                                 "state": encode(obj.state_dict(), arrays, "state")}}
     else:
         raise TypeError(f"dlc.save takes a dlc.Model or a trainer, got {type(obj).__name__}")
-    from . import __version__
     manifest.update(format="dlc-checkpoint", dlc_version=__version__)
     write_atomically(path, pack(manifest, arrays.table))
 
@@ -180,7 +183,6 @@ def encode(value, arrays: Arrays, where: str):
         return {"__tuple__" if isinstance(value, tuple) else "__list__": items}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    from .optim import Optimizer, Schedule
     if isinstance(value, (Optimizer, Schedule)) and type(value).__module__.startswith("dlc."):
         return {"__object__": type(value).__name__, "module": type(value).__module__,
                 "config": encode(constructor_config(value), arrays, where)}
@@ -205,7 +207,6 @@ def decode(value, arrays: dict):
     if "__tuple__" in value:
         return tuple(decode(v, arrays) for v in value["__tuple__"])
     if "__object__" in value:
-        from .optim import Optimizer, Schedule
         cls = dlc_class(value["module"], value["__object__"])
         if not issubclass(cls, (Optimizer, Schedule)):
             raise CheckpointError(f"checkpoint names {cls.__name__}, which is not a dlc "
@@ -230,7 +231,6 @@ def constructor_config(obj) -> dict:
 
 def dlc_class(module: str, name: str):
     """A class from a dlc module, by name; anything outside dlc is refused."""
-    import importlib
     if module != "dlc" and not module.startswith("dlc."):
         raise CheckpointError(f"checkpoint refers to {module}.{name}, outside dlc")
     cls = getattr(importlib.import_module(module), name, None)
@@ -247,7 +247,7 @@ def model_manifest(net: dsl.Model, arrays: Arrays) -> dict:
               for layer in net.layers]
     return {"layers": layers, "dtype": np.dtype(net.dtype).name,
             "seed": encode(net.seed, arrays, "seed"), "n_inputs": net.n_inputs,
-            "input_name": net.input_name, "ir": net.ir(),
+            "input_name": net.input_name, "ir": str(lower(net)),
             "params": {name: arrays.add(value, name) for name, value in net.params.items()}}
 
 
@@ -285,11 +285,10 @@ def trainer_config(trainer) -> dict:
 
 
 def build_trainer(net, config: dict, state: dict, cc, flags):
-    from .api import compile
     if cc is not None:
         config["cc"] = cc
     if flags is not None:
         config["flags"] = flags
-    trainer = compile(net, mode="train", **config)
+    trainer = compile_trainer(net, **config)
     trainer.load_state_dict(state)
     return trainer

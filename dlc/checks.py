@@ -36,10 +36,16 @@ def check_int(value, what: str, low: int = None, high: int = None, note: str = "
     return int(value)
 
 
+def check_threads(value) -> int:
+    """A thread count: a positive integer."""
+    return check_int(value, "threads", low=1)
+
+
 def check_real(value, what: str, low: float = None, high: float = None, *,
-               low_open: bool = False, high_open: bool = False) -> float:
+               low_open: bool = False, high_open: bool = False, note: str = "") -> float:
     """``value`` as a finite float in the interval from ``low`` to ``high`` (None: no
-    bound), each end closed unless ``low_open``/``high_open``."""
+    bound), each end closed unless ``low_open``/``high_open``; ``note`` explains the
+    bounds in the error message, as for ``check_int``."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{what} must be a real number, got {shown(value)}")
     value = float(value)
@@ -48,7 +54,8 @@ def check_real(value, what: str, low: float = None, high: float = None, *,
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
-        raise ValueError(f"{what} must be in {interval(low, high, low_open, high_open)}, "
+        note = f" ({note})" if note else ""
+        raise ValueError(f"{what} must be in {interval(low, high, low_open, high_open)}{note}, "
                          f"got {value!r}")
     return value
 
@@ -58,9 +65,10 @@ def check_positive(value, what: str) -> float:
     return check_real(value, what, low=0.0, low_open=True)
 
 
-def check_fraction(value, what: str, *, low_open: bool = False, high_open: bool = False) -> float:
+def check_fraction(value, what: str, *, low_open: bool = False, high_open: bool = False,
+                   note: str = "") -> float:
     """A finite real in [0, 1], either end open on request."""
-    return check_real(value, what, 0.0, 1.0, low_open=low_open, high_open=high_open)
+    return check_real(value, what, 0.0, 1.0, low_open=low_open, high_open=high_open, note=note)
 
 
 def integer_range(low, high) -> str:

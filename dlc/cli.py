@@ -16,9 +16,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
+from .api import compile as compile_model
 from .build import FLAG_PRESETS, cache_dir
-from .checkpoint import build_model, read_bytes, unpack
+from .checkpoint import build_model, read_bytes, save, unpack
+from .export import check_name, export_c
+from .inspect import inspect as inspect_model
+from .onnx import from_onnx, to_onnx
+from .version import __version__
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROWS_SUFFIXES = (".csv", ".npy")
@@ -101,7 +105,6 @@ def cli(debug):
               help="Compile the exported C to measure its code and constant bytes.")
 def inspect(model, ir, code_size):
     """The layers, the IR before and after the passes, and the byte counts."""
-    from .inspect import inspect as inspect_model
     net = load_model(model)
     click.echo(layer_table(net))
     report = inspect_model(net, code_size=code_size)
@@ -144,7 +147,6 @@ def layer_table(net) -> str:
               show_default=True, help="Bake the weights into NAME.c or write NAME.weights.")
 def export(model, directory, name, weights):
     """Write the model as standalone C99 (no malloc, only libm)."""
-    from .export import check_name, export_c
     try:
         check_name(name)
     except (TypeError, ValueError) as exc:
@@ -166,7 +168,6 @@ def export(model, directory, name, weights):
               show_default=True, help="Compiler flag preset.")
 def compile_command(model, flags):
     """Build the model's inference library into the cache (later loads are instant)."""
-    from .api import compile as compile_model
     net = load_model(model)
     before = set(cache_entries())
     if interactive():
@@ -193,7 +194,6 @@ def compile_command(model, flags):
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 def predict(model, rows, output, classes, threads):
     """Run ROWS (.csv, one example per line, or a 2-D .npy) through the compiled model."""
-    from .api import compile as compile_model
     if Path(rows).suffix not in ROWS_SUFFIXES:
         raise click.BadParameter(f"{rows!r} should end in .csv or .npy", param_hint="ROWS")
     if output is not None and Path(output).suffix not in ROWS_SUFFIXES:
@@ -248,7 +248,6 @@ def number_format(values: np.ndarray) -> str:
               help="Timed calls per batch size (the median is reported).")
 def bench(model, batches, threads, repeat):
     """Time predict through the compiled library: latency and samples per second."""
-    from .api import compile as compile_model
     sizes = parse_batches(batches)
     net = load_model(model)
     lib = compile_model(net, threads=threads)
@@ -294,8 +293,6 @@ def parse_batches(text: str) -> list:
               help="The checkpoint to write (read it back with dlc.load).")
 def from_onnx_command(file, output):
     """Import an ONNX model (from PyTorch or elsewhere) as a dlc model checkpoint."""
-    from .checkpoint import save
-    from .onnx import from_onnx
     net = from_onnx(file)
     save(net, output)
     click.echo(f"wrote {output}: {net.n_inputs} inputs -> {net.n_outputs} outputs, "
@@ -312,7 +309,6 @@ def from_onnx_command(file, output):
               help="Write the graph after dlc's inference passes (batch norm folded, ...).")
 def to_onnx_command(model, output, opset, folded):
     """Write the model's inference graph as ONNX (checked with onnx.checker)."""
-    from .onnx import to_onnx
     to_onnx(load_model(model), output, opset=opset, folded=folded)
     click.echo(f"wrote {output} (opset {opset})")
 

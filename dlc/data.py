@@ -12,7 +12,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .checks import check_int, check_real
+from .checks import check_int, check_positive, check_real
 from .dsl import Normalize
 
 DEFAULT_RATIOS = (0.6, 0.2, 0.2)
@@ -50,12 +50,12 @@ def part_sizes(n: int, ratios=None, dev: int = None, test: int = None) -> list:
             raise ValueError(f"split: dev + test = {sum(sizes)} leaves no training examples "
                              f"out of {n}")
         return [train] + sizes
-    ratios = DEFAULT_RATIOS if ratios is None else tuple(check_real(r, "split ratio")
+    ratios = DEFAULT_RATIOS if ratios is None else tuple(check_positive(r, "split ratio")
                                                          for r in ratios)
     if len(ratios) not in (2, 3):
         raise ValueError(f"split ratios must be (train, dev) or (train, dev, test), got {ratios}")
-    if any(not np.isfinite(r) or r <= 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-9:
-        raise ValueError(f"split ratios must be positive and sum to 1, got {ratios}")
+    if abs(sum(ratios) - 1) > 1e-9:
+        raise ValueError(f"split ratios must sum to 1, got {ratios}")
     sizes = [int(round(r * n)) for r in ratios[1:]]
     sizes = [n - sum(sizes)] + sizes
     if min(sizes) < 1:

@@ -7,8 +7,9 @@ A gap above ``tolerance`` (default two percentage points) is "high".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
-from .checks import check_fraction, check_real
+from .checks import check_fraction
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "ok")
 
@@ -94,8 +95,6 @@ def errors_from_history(history, epoch: int = None) -> tuple:
 
 
 def _fraction(value, what: str) -> float:
-    value = check_real(value, what)
-    if not 0 <= value <= 1:
-        hint = f"; errors are fractions, did you mean {value / 100:g}?" if 1 < value <= 100 else ""
-        raise ValueError(f"{what} must be in [0, 1], got {value:g}{hint}")
-    return value
+    percent = isinstance(value, Real) and not isinstance(value, bool) and 1 < value <= 100
+    note = f"errors are fractions: did you mean {value / 100:g}?" if percent else ""
+    return check_fraction(value, what, note=note)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .checks import (cast_finite, check_fraction, check_int, check_positive, check_real,
                      check_real_dtype, check_vector)
-from .ir import DTYPES, dtype_code
+from .shapes import DTYPES, dtype_code
 
 INITS = {
     "he": lambda rng, n_in, shape: rng.standard_normal(shape) * np.sqrt(2.0 / n_in),
@@ -238,10 +238,6 @@ class Model:
             cast = cast_finite(array, self.dtype, f"parameter {name!r}")
             staged[name] = cast.copy() if np.shares_memory(cast, array) else cast
         self.params.update(staged)
-
-    def ir(self, mode: str = "inference") -> str:
-        from .lower import lower
-        return str(lower(self, mode))
 
     def summary(self) -> str:
         """A table of the layers (name, kind, output shape, parameters, of which

@@ -12,49 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
-BATCH = "B"
-DTYPES = {"f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
-
-
-def dtype_code(dtype) -> str:
-    """'f32' or 'f64' for anything NumPy understands as float32/float64."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from exc
-    for code, known in DTYPES.items():
-        if dt == known:
-            return code
-    raise TypeError(f"unsupported dtype {dtype!r}; use 'float32' or 'float64'")
-
-
-@dataclass(frozen=True)
-class TensorType:
-    shape: tuple
-    dtype: str
-
-    def __str__(self) -> str:
-        return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
-
-    @property
-    def batched(self) -> bool:
-        return bool(self.shape) and self.shape[0] == BATCH
-
-    @property
-    def row_size(self) -> int:
-        """Elements per batch row (or in total, for an unbatched value)."""
-        dims = self.shape[1:] if self.batched else self.shape
-        return int(np.prod(dims, dtype=np.int64))
-
-    @property
-    def np_dtype(self) -> np.dtype:
-        return DTYPES[self.dtype]
-
-
-def type_of(array: np.ndarray) -> TensorType:
-    return TensorType(tuple(array.shape), dtype_code(array.dtype))
-
-
+from .ops import check_attrs, infer_type
+from .shapes import BATCH, DTYPES, TensorType, dtype_code, type_of  # noqa: F401  (the IR's types)
 @dataclass(frozen=True)
 class Param:
     """A named constant of the graph: its value and how training treats it."""
@@ -209,7 +168,6 @@ class GraphBuilder:
         raise KeyError(f"unknown value {ref}")
 
     def add(self, op: str, *inputs: str, layer: str = "", **attrs) -> str:
-        from .ops import check_attrs, infer_type
         out = f"%{self.counter}"
         self.counter += 1
         attrs = check_attrs(op, attrs, layer)

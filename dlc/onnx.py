@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dsl
+from .api import _check_model
 from .ir import DTYPES
 from .lower import lower
 from .passes import run_pipeline
@@ -740,7 +741,6 @@ def to_onnx(net: dsl.Model, path=None, opset: int = DEFAULT_OPSET, folded: bool 
     ``folded=True`` exports the graph after dlc's inference passes (batch norm and
     normalisation folded into the Dense layers, dropout removed, activations fused).
     """
-    from .api import _check_model
     onnx = _onnx()
     _check_model(net)
     newest = onnx.defs.onnx_opset_version()

@@ -13,7 +13,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .ir import BATCH, TensorType
+from .rng import dropout as draw
+from .shapes import BATCH, TensorType
 
 REQUIRED = object()
 
@@ -468,7 +469,6 @@ def adam_step(W, m, s, lr, t, beta1, beta2, eps):
 
 
 def dropout_train(x, seed, step, keep_prob, stream):
-    from .rng import dropout as draw
     return draw(x, as_scalar(seed), as_scalar(step), keep_prob, stream)
 
 

@@ -10,7 +10,6 @@ per epoch and feeds the result to the graph as the scalar input ``%lr``.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 from .checks import check_fraction, check_int, check_positive, check_real
 
@@ -95,11 +94,9 @@ def check_schedule(schedule):
 
 def learning_rate(optimizer, epoch: int) -> float:
     """The optimizer's learning rate for ``epoch``, checked to be finite and positive."""
-    lr = optimizer.schedule(optimizer.lr, epoch)
-    if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"the learning-rate schedule {optimizer.schedule!r} gave {lr!r} for "
-                         f"epoch {epoch}; a learning rate must be a finite number > 0")
-    return float(lr)
+    return check_positive(optimizer.schedule(optimizer.lr, epoch),
+                          f"the learning rate the schedule {optimizer.schedule!r} gave for "
+                          f"epoch {epoch}")
 
 
 # ---------------------------------------------------------------- optimizers

@@ -69,7 +69,7 @@ def test_stratified_split_keeps_class_shares(one_hot):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(ratios=(0.5, 0.2, 0.2)), "sum to 1"),
-    (dict(ratios=(0.5, 0.5, 0.0)), "positive"),
+    (dict(ratios=(0.5, 0.5, 0.0)), r"split ratio must be in \(0, inf\), got 0.0"),
     (dict(ratios=(1.0,)), "train, dev"),
     (dict(dev=60, test=40), "no training examples"),
     (dict(dev=0), "positive integer"),

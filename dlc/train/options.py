@@ -1,0 +1,58 @@
+"""The entry points of training: the options of ``compile(net, mode="train", ...)``
+checked, and a Trainer made of them, with the C backend (``compile_trainer``) or the
+reference interpreter (``reference_trainer``, the oracle)."""
+from __future__ import annotations
+
+import inspect
+
+from ..build import DEFAULT_FLAGS
+from ..checks import check_real, check_threads
+from ..dsl import Model
+from ..optim import Adam, Optimizer
+from .graph import training_graph
+from .trainer import Trainer
+
+
+def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
+                 loss: str = "cross_entropy", optimizer: Optimizer = None, l2: float = 0.0,
+                 l1: float = 0.0, regularize=None, threads: int = 1) -> Trainer:
+    if not isinstance(net, Model):
+        raise TypeError(f"expected a dlc.Model, got {type(net).__name__}")
+    threads = check_threads(threads)
+    optimizer = Adam() if optimizer is None else optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be dlc.SGD, Momentum, RMSProp or Adam, got {optimizer!r}")
+    l2, l1 = check_real(l2, "l2", low=0.0), check_real(l1, "l1", low=0.0)
+    if regularize is not None and not isinstance(regularize, str):
+        regularize = list(regularize)
+    config = dict(loss=loss, optimizer=optimizer, l2=l2, l1=l1, regularize=regularize)
+    return Trainer(net, training_graph(net, **config), config, backend, cc=cc, flags=flags,
+                   threads=threads)
+
+
+def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, **options) -> Trainer:
+    """``dlc.compile(net, mode="train", loss=..., optimizer=..., l2=..., l1=...,
+    regularize=..., threads=...)``: a Trainer whose epochs run in generated C."""
+    check_train_options(options)
+    return make_trainer(net, "c", cc=cc, flags=flags, **options)
+
+
+def reference_trainer(net: Model, **options) -> Trainer:
+    """The same Trainer running the training graph in the NumPy interpreter: the oracle."""
+    return make_trainer(net, "reference", **options)
+
+
+def train_option_names() -> list:
+    """The keyword options of ``compile(net, mode="train", ...)``."""
+    names = list(inspect.signature(make_trainer).parameters)
+    return [name for name in names if name not in ("net", "backend")]
+
+
+def check_train_options(options: dict) -> None:
+    unknown = sorted(set(options) - set(train_option_names()))
+    if unknown:
+        hint = (" (the learning rate belongs to the optimizer: optimizer=dlc.Adam(lr=...); "
+                "batch_size and epochs are arguments of fit)"
+                if {"lr", "learning_rate", "batch_size", "epochs"} & set(unknown) else "")
+        raise TypeError(f"unknown training option(s) {unknown} for compile(net, "
+                        f"mode='train'); the options are {train_option_names()}{hint}")

@@ -22,7 +22,7 @@ from . import interpreter
 from .autodiff import backward
 from .build import DEFAULT_FLAGS, build, resolve_flags
 from .checks import as_batch, cast_finite, check_int, check_real, first_bad_row
-from .codegen import generate_train_module
+from .targets.trainer import TRAINER, generate_train_module
 from .layout import param_layout
 from .dsl import Model
 from .ir import BATCH, Graph, GraphBuilder, TensorType
@@ -118,10 +118,6 @@ def regularized_params(forward: Graph, regularize) -> list:
 
 # ---------------------------------------------------------------- backends
 
-# The square roots of RMSProp, Adam and batch norm vectorize only when they need not set
-# errno (which nothing reads); this makes an Adam step about 4x faster at batch size 1.
-EXTRA_FLAGS = ("-fno-math-errno",)
-
 
 class CBackend:
     """Runs whole epochs in the generated C."""
@@ -130,9 +126,9 @@ class CBackend:
 
     def __init__(self, graph: Graph, cc=None, flags=DEFAULT_FLAGS):
         flags = resolve_flags(flags)        # a preset name or a list of flags
-        header, self.c_source, context = generate_train_module(graph)
-        self.ffi, self.lib = build(header, self.c_source, cc=cc, flags=flags + EXTRA_FLAGS)
-        self.ctype = f"{context['ctype']}[]"
+        header, self.c_source, program = generate_train_module(graph)
+        self.ffi, self.lib = build(header, self.c_source, cc=cc, flags=flags + TRAINER.flags)
+        self.ctype = f"{program.ctype}[]"
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None

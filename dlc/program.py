@@ -227,10 +227,13 @@ def value_name(ref: str) -> str:
 
 def param_names(graph: Graph) -> dict:
     """param ref -> ``p<index>`` and, when it reads as an identifier, the parameter's role
-    (the text after the layer: ``p3_W``, ``p9_W_m``)."""
+    (the text after the layer: ``p3_W``, ``p9_W_m``, ``p2_W_folded``)."""
     names = {}
     for i, ref in enumerate(graph.params):
-        role = ref.rsplit(".", 1)[-1].replace(":", "_") if "." in ref else ""
+        parts = ref[1:].split(".")[1:]
+        while parts and not ROLE.fullmatch(parts[0].replace(":", "_")):
+            parts.pop(0)
+        role = "_".join(parts).replace(":", "_")
         names[ref] = f"p{i}_{role}" if ROLE.fullmatch(role) else f"p{i}"
     return names
 

@@ -15,7 +15,8 @@ from types import MappingProxyType
 from typing import Mapping, Optional, Union
 
 from .ir import DTYPES, Graph, Node, TensorType, format_node
-from .layout import GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size, param_layout
+from .layout import (GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size,
+                     param_layout)
 from .ops import OPS
 from .passes.plan_memory import MemoryPlan, buffer_elements, plan_memory
 from .render import CTYPES, ir_lines, safe_comment
@@ -183,10 +184,6 @@ class Program:
     @property
     def workspace_bytes(self) -> int:
         return self.workspace_elements * self.itemsize
-
-    @property
-    def ir(self) -> str:
-        return "\n".join(self.ir_lines)
 
 
 # The products of the kernels that call the matrix multiply, as the keyword arguments of

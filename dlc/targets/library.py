@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ir import Graph
-from ..program import LIBRARY_TILE_ROWS, Program, inference_program
+from ..program import LIBRARY_TILE_ROWS, inference_program
 from . import Target
 
 LIBRARY = Target("library", header="model.h.j2", source="model.c.j2")

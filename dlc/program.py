@@ -100,6 +100,10 @@ class Call:
     attrs: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
+        shadowed = set(self.args) & set(dir(self))
+        if shadowed:        # templates read call.<name>: an attribute would win
+            raise ValueError(f"operands of {self.kernel} named like Call attributes: "
+                             f"{sorted(shadowed)}")
         object.__setattr__(self, "args", MappingProxyType(dict(self.args)))
         object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
 

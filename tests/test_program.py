@@ -9,7 +9,7 @@ import pytest
 import dlc
 from dlc.lower import lower
 from dlc.passes import INFERENCE_PIPELINE, run_pipeline
-from dlc.program import Buffer, Scalar, inference_program, training_program
+from dlc.program import Buffer, Call, Scalar, inference_program, training_program
 from dlc.render import safe_comment
 from dlc.targets.export import generate_export
 from dlc.targets.library import generate_module
@@ -145,3 +145,9 @@ def test_program_is_frozen():
     with pytest.raises(TypeError):
         program.calls[0].args["y"] = None
     assert isinstance(program.calls[0]["y"], Buffer)
+
+
+def test_an_operand_may_not_shadow_a_call_attribute():
+    x = inference(zoo_net()).calls[0]["y"]
+    with pytest.raises(ValueError, match="named like Call attributes: \\['layer'\\]"):
+        Call("copy", "copy", "output", "copy", {"layer": x, "y": x})

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import dlc  # noqa: E402
 from dlc.build import build, compiler_command  # noqa: E402
-from dlc.codegen import generate_gemm_module  # noqa: E402
+from dlc.targets.kernels import generate_gemm_module  # noqa: E402
 from timing import side_by_side  # noqa: E402
 from workloads import WORKLOADS, dlc_net, onnx_model, torch_net  # noqa: E402
 

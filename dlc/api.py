@@ -7,7 +7,7 @@ import numpy as np
 from . import interpreter
 from .build import DEFAULT_FLAGS
 from .checks import as_batch, check_threads
-from .codegen import LIBRARY_TILE_ROWS
+from .program import LIBRARY_TILE_ROWS
 from .dsl import Model
 from .ir import Graph
 from .library import compile_graph

@@ -8,9 +8,6 @@ program.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -18,16 +15,14 @@ from typing import Optional
 import numpy as np
 
 from .api import _check_model
-from .build import BuildError, compiler_command, run_compiler
 from .checks import check_int
-from .codegen import TILE_ROWS, WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export
+from .inspect import EXPORT_FLAGS, CodeSize, Inspection, inspect_graph, measure_code_size
 from .layout import inference_layout, pack_params
-from .inspect import Inspection, inspect_graph
 from .lower import lower
 from .passes import INFERENCE_PIPELINE
+from .program import TILE_ROWS
+from .targets.export import WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export
 
-# Portable flags for measuring the exported code (no -march=native: it ships elsewhere).
-EXPORT_FLAGS = ("-std=c99", "-O2")
 WEIGHTS = ("embedded", "file")
 C_KEYWORDS = frozenset("""
     auto break case char const continue default do double else enum extern float for goto if
@@ -36,14 +31,6 @@ C_KEYWORDS = frozenset("""
     _Imaginary _Noreturn _Static_assert _Thread_local bool true false alignas alignof
     static_assert thread_local nullptr typeof typeof_unqual constexpr
 """.split())
-
-
-@dataclass(frozen=True)
-class CodeSize:
-    text: int       # machine code bytes
-    rodata: int     # read-only data: the baked weights and other constants
-    data: int
-    bss: int        # zero-initialised: the internal workspace (and file-loaded weights)
 
 
 @dataclass(frozen=True)
@@ -94,7 +81,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / f"{name}.weights" if weights == "file" else None
     block = pack_params(graph, inference_layout(graph), np.dtype(net.dtype))
-    header, source, context = generate_export(
+    header, source, program = generate_export(
         graph, name, block, inspection.summary_lines(),
         weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows)
     (directory / f"{name}.h").write_text(header)
@@ -102,8 +89,8 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     if weights_path:
         write_weights(weights_path, block)
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
-                         context["n_inputs"], context["n_outputs"], context["workspace_bytes"],
-                         context["weights_bytes"], inspection)
+                         program.n_inputs, program.n_outputs, program.workspace_bytes,
+                         program.params.size * block.itemsize, inspection)
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:
@@ -114,22 +101,3 @@ def write_weights(path: Path, block: np.ndarray) -> None:
         f.write(WEIGHTS_MAGIC.encode("ascii"))
         f.write(header.tobytes())
         f.write(block.astype(block.dtype.newbyteorder("<")).tobytes())
-
-
-def measure_code_size(source: Path, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
-    size_tool = shutil.which("size")
-    if size_tool is None:
-        raise BuildError("measuring code size needs the binutils 'size' tool")
-    with tempfile.TemporaryDirectory() as tmp:
-        obj = Path(tmp) / "model.o"
-        run_compiler([*compiler_command(cc), *flags, "-c", str(source), "-o", str(obj)])
-        done = subprocess.run([size_tool, "-A", str(obj)], capture_output=True, text=True,
-                              check=True)
-    sections = {}
-    for line in done.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
-            kind = parts[0].split(".")[1]
-            sections[kind] = sections.get(kind, 0) + int(parts[1])
-    return CodeSize(sections.get("text", 0), sections.get("rodata", 0),
-                    sections.get("data", 0), sections.get("bss", 0))

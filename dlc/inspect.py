@@ -1,16 +1,35 @@
 """What the inference pipeline does to a model: IR before and after, and a summary."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from .api import _check_model
+from .build import BuildError, compiler_command, run_compiler
 from .checks import check_int
-from .codegen import TILE_ROWS, forward_context
 from .ir import Graph
+from .layout import pack_params
 from .lower import lower
 from .passes import INFERENCE_PIPELINE, run_pipeline
+from .program import TILE_ROWS, inference_program
+from .targets.export import EXPORT, generate_export
+
+EXPORT_FLAGS = EXPORT.flags
+
+
+@dataclass(frozen=True)
+class CodeSize:
+    text: int       # machine code bytes
+    rodata: int     # read-only data: the baked weights and other constants
+    data: int
+    bss: int        # zero-initialised: the internal workspace (and file-loaded weights)
 
 
 @dataclass(frozen=True)
@@ -62,15 +81,15 @@ def param_bytes(graph: Graph) -> int:
 def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS):
     """(Inspection, the optimised graph) for an inference graph."""
     optimised = run_pipeline(graph, passes)
-    context = forward_context(optimised, tile_rows)
+    program = inference_program(optimised, tile_rows)
     report = Inspection(
         before=str(graph), after=str(optimised),
         ops_before=Counter(n.op for n in graph.nodes),
         ops_after=Counter(n.op for n in optimised.nodes),
         param_bytes_before=param_bytes(graph), param_bytes_after=param_bytes(optimised),
-        arena_bytes=context["arena_bytes"],
-        arena_values_per_row=context["arena_elements"] // tile_rows, tile_rows=tile_rows,
-        block_bytes=context["block_bytes"], workspace_bytes=context["workspace_bytes"])
+        arena_bytes=program.arena_bytes,
+        arena_values_per_row=program.arena_elements // tile_rows, tile_rows=tile_rows,
+        block_bytes=program.block_bytes, workspace_bytes=program.workspace_bytes)
     return report, optimised
 
 
@@ -79,13 +98,37 @@ def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = TILE_ROWS,
     """The IR of ``net`` before and after the inference passes, and a summary: ops
     removed, parameter bytes, arena bytes and, with ``code_size=True`` (which compiles
     the exported C), the code and constant bytes."""
-    from .api import _check_model
     _check_model(net)
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
-    report, _ = inspect_graph(lower(net), passes, tile_rows)
+    report, graph = inspect_graph(lower(net), passes, tile_rows)
     if not code_size:
         return report
-    from .export import export_c
+    program = inference_program(graph, tile_rows)
+    block = pack_params(graph, program.params, np.dtype(net.dtype))
+    header, source, _ = generate_export(graph, "model", block, report.summary_lines(),
+                                        tile_rows=tile_rows)
     with tempfile.TemporaryDirectory() as tmp:
-        size = export_c(net, tmp, name="model", passes=passes, tile_rows=tile_rows).code_size(cc)
+        (Path(tmp) / "model.h").write_text(header)
+        (Path(tmp) / "model.c").write_text(source)
+        size = measure_code_size(Path(tmp) / "model.c", cc)
     return replace(report, code_bytes=size.text, constant_bytes=size.rodata)
+
+
+def measure_code_size(source: Path, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
+    size_tool = shutil.which("size")
+    if size_tool is None:
+        raise BuildError("measuring code size needs the binutils 'size' tool")
+    with tempfile.TemporaryDirectory() as tmp:
+        obj = Path(tmp) / "model.o"
+        run_compiler([*compiler_command(cc), *flags, "-c", str(source), "-o", str(obj)])
+        done = subprocess.run([size_tool, "-A", str(obj)], capture_output=True, text=True,
+                              check=True)
+    sections = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            kind = parts[0].split(".")[1]
+            sections[kind] = sections.get(kind, 0) + int(parts[1])
+    return CodeSize(sections.get("text", 0), sections.get("rodata", 0),
+                    sections.get("data", 0), sections.get("bss", 0))
+

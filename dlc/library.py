@@ -9,9 +9,10 @@ import numpy as np
 
 from .build import DEFAULT_FLAGS, build, build_extension, resolve_flags
 from .checks import as_batch, check_int, check_threads
-from .codegen import LIBRARY_TILE_ROWS, generate_module
 from .ir import Graph
 from .layout import aligned_zeros, pack_params
+from .program import LIBRARY_TILE_ROWS, Program
+from .targets.library import generate_module
 
 
 class CompiledModel:
@@ -19,13 +20,13 @@ class CompiledModel:
     It pickles as its graph and build options: unpickling rebuilds the library from the
     build cache (compiling it if absent), with the same weights and bits."""
 
-    def __init__(self, graph: Graph, ffi, lib, context: dict, source: str, threads: int = 1,
+    def __init__(self, graph: Graph, ffi, lib, program: Program, source: str, threads: int = 1,
                  cc=None, build_options: dict = None):
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
         self._build_options = dict(build_options or {}, cc=cc)
-        self.n_inputs, self.n_outputs = context["n_inputs"], context["n_outputs"]
+        self.n_inputs, self.n_outputs = program.n_inputs, program.n_outputs
         self.dtype = next(iter(graph.inputs.values())).np_dtype
-        self._layout = context["layout"]
+        self._layout = program.params
         self.params = pack_params(graph, self._layout, self.dtype)
         self._local, self._capacity, self._retired = threading.local(), 0, []
         self._fastcall = fastcall(cc)
@@ -120,7 +121,7 @@ def compile_graph(graph: Graph, *, cc=None, flags=DEFAULT_FLAGS,
     threads = check_threads(threads)
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
     flags = resolve_flags(flags)
-    header, source, context = generate_module(graph, tile_rows)
+    header, source, program = generate_module(graph, tile_rows)
     ffi, lib = build(header, source, cc=cc, flags=flags)
-    return CompiledModel(graph, ffi, lib, context, source, threads, cc,
+    return CompiledModel(graph, ffi, lib, program, source, threads, cc,
                          build_options=dict(flags=flags, tile_rows=tile_rows))

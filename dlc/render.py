@@ -37,6 +37,12 @@ def c_real(value) -> str:
     return f"(dlc_real){float(value)!r}"
 
 
+def c_scalar(arg) -> str:
+    """The value of a scalar argument of a program call: a Scalar is passed by value, a
+    buffer of one value read at its element."""
+    return f"{arg}[0]" if hasattr(arg, "region") else str(arg)
+
+
 def c_activation(name: str) -> str:
     return "DLC_ACT_" + name.upper()
 
@@ -47,7 +53,8 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined, autoescape=False, bytecode_cache=template_cache())
-    env.filters.update(real=c_real, activation=c_activation, comment=safe_comment)
+    env.filters.update(real=c_real, activation=c_activation, comment=safe_comment,
+                       scalar=c_scalar)
     return env
 
 

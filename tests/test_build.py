@@ -10,7 +10,7 @@ import pytest
 
 import dlc
 from dlc import build
-from dlc.codegen import generate_module
+from dlc.targets.library import generate_module
 from dlc.lower import lower
 from helpers import COMPILERS, assert_matches, random_model
 

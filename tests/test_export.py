@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dlc
-from dlc.codegen import c_literal
+from dlc.targets.export import c_literal
 from dlc.export import check_name
 from helpers import COMPILERS, assert_matches, random_model, randomize_batchnorm
 

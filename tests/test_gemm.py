@@ -12,7 +12,7 @@ import pytest
 
 from dlc import ops
 from dlc.build import build
-from dlc.codegen import generate_gemm_module
+from dlc.targets.kernels import generate_gemm_module
 from dlc.layout import PANEL_BYTES, as_panels
 
 DTYPES = {np.float32: "f32", np.float64: "f64"}

@@ -578,7 +578,7 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2"]
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_training_c_compiles_strictly_and_names_layers(tmp_path, dtype, cc):
     import subprocess
-    from dlc.codegen import generate_train_module
+    from dlc.targets.trainer import generate_train_module
     from dlc.train import training_graph
     net = dlc.Sequential([dlc.Input(4), dlc.Normalize(np.zeros(4), np.ones(4)),
                           dlc.Dense(6, name=HOSTILE), dlc.Tanh(), dlc.BatchNorm(name="bn"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dlc
-from dlc.codegen import generate_train_module
+from dlc.targets.trainer import generate_train_module
 from dlc.ops import OPS
 from dlc.render import c_activation, resource_dir
 from dlc.train import Trainer, compile_trainer, reference_trainer, training_graph

@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..build import DEFAULT_FLAGS, build, resolve_flags
-from ..codegen import generate_train_module
 from ..dsl import Model
 from ..ir import Graph
 from ..library import compile_graph
 from ..lower import lower
 from ..passes import run_pipeline
-
-# The square roots of RMSProp, Adam and batch norm vectorize only when they need not set
-# errno (which nothing reads); this makes an Adam step about 4x faster at batch size 1.
-EXTRA_FLAGS = ("-fno-math-errno",)
+from ..targets.trainer import TRAINER, generate_train_module
 
 
 class CBackend:
@@ -24,9 +20,9 @@ class CBackend:
 
     def __init__(self, graph: Graph, cc=None, flags=DEFAULT_FLAGS):
         flags = resolve_flags(flags)        # a preset name or a list of flags
-        header, self.c_source, context = generate_train_module(graph)
-        self.ffi, self.lib = build(header, self.c_source, cc=cc, flags=flags + EXTRA_FLAGS)
-        self.ctype = f"{context['ctype']}[]"
+        header, self.c_source, program = generate_train_module(graph)
+        self.ffi, self.lib = build(header, self.c_source, cc=cc, flags=flags + TRAINER.flags)
+        self.ctype = f"{program.ctype}[]"
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None

@@ -207,7 +207,7 @@ def in_place_updates(graph: Graph) -> dict:
     for param, value in graph.updates:
         node = graph.nodes[position[value]] if value in position else None
         if (node is None or node.inputs[:1] != (param,) or value in graph.outputs
-                or OPS[node.op].template not in ("ewma", "sgd_step", "rmsprop_step", "adam_step")):
+                or not OPS[node.op].kernel.in_place):
             continue
         if all(position[r.out] <= position[value] for r in readers.get(param, [])):
             in_place[value] = param

@@ -2,6 +2,10 @@
  * SplitMix64 used as a hash: key = mix(mix(mix(seed) ^ step) ^ stream), and element i
  * of a draw is mix(key + (i + 1) * golden), so a mask is a pure function of
  * (seed, step, layer, element). */
+#ifndef DLC_RNG_H
+#define DLC_RNG_H
+
+#include <math.h>
 #include <stdint.h>
 
 static inline uint64_t dlc_rng_mix(uint64_t z)
@@ -34,3 +38,5 @@ static inline int64_t dlc_rng_threshold(double p)
 {
     return (int64_t)ceil(p * 9007199254740992.0);
 }
+
+#endif

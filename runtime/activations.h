@@ -7,6 +7,12 @@
 
 #include "dlc_runtime.h"
 
+#if DLC_DOUBLE
+#define dlc_expm1 expm1
+#else
+#define dlc_expm1 expm1f
+#endif
+
 /* Activations that a dense layer can apply in its epilogue (softmax over each row). */
 enum {
     DLC_ACT_NONE = 0,

@@ -15,7 +15,6 @@
 #if DLC_DOUBLE
 typedef double dlc_real;
 #define dlc_exp exp
-#define dlc_expm1 expm1
 #define dlc_log log
 #define dlc_log1p log1p
 #define dlc_sqrt sqrt
@@ -24,7 +23,6 @@ typedef double dlc_real;
 #else
 typedef float dlc_real;
 #define dlc_exp expf
-#define dlc_expm1 expm1f
 #define dlc_log logf
 #define dlc_log1p log1pf
 #define dlc_sqrt sqrtf

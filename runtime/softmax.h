@@ -43,8 +43,9 @@ static inline float dlc_exp_nonpositive(float x)
 }
 #endif
 
-/* Whether softmax is NaN over the row x[0..n), as NumPy's exp(x - max) / sum makes it: the row holds a NaN or +inf, or is all -inf.  0 or all
- * ones; on the bits, which -ffinite-math-only leaves alone. */
+/* Whether softmax is NaN over the row x[0..n), as NumPy's exp(x - max) / sum makes it:
+ * the row holds a NaN or +inf, or is all -inf.  0 or all ones; on the bits, which
+ * -ffinite-math-only leaves alone. */
 static inline dlc_real_bits dlc_softmax_undefined(size_t n, const dlc_real *x)
 {
     int some_nan_or_inf = 0, all_minus_inf = 1;

@@ -1,8 +1,8 @@
 """dlc: a static-graph compiler from a small Python DSL for dense networks to C."""
 from .version import __version__
 
-from .dsl import (BatchNorm, Dense, Dropout, Input, LeakyReLU, Model, Normalize,  # noqa: E402
-                  ReLU, Sequential, Sigmoid, Softmax, Tanh)
+from .dsl import (ELU, BatchNorm, Dense, Dropout, Input, LeakyReLU, Model,  # noqa: E402
+                  Normalize, ReLU, Sequential, Sigmoid, SiLU, Softmax, Tanh)
 from .api import compile, reference  # noqa: E402
 from .lower import lower  # noqa: E402
 from .export import export_c  # noqa: E402
@@ -17,8 +17,9 @@ from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # 
 
 from .onnx import from_onnx, to_onnx  # noqa: E402  (onnx itself is imported on use)
 
-__all__ = ["BatchNorm", "Dense", "Dropout", "Input", "LeakyReLU", "Model", "Normalize", "ReLU",
-           "Sequential", "Sigmoid", "Softmax", "Tanh", "compile", "reference", "lower",
+__all__ = ["BatchNorm", "Dense", "Dropout", "ELU", "Input", "LeakyReLU", "Model", "Normalize",
+           "ReLU", "Sequential", "Sigmoid", "SiLU", "Softmax", "Tanh", "compile", "reference",
+           "lower",
            "export_c", "inspect",
            "callbacks", "data", "EarlyStopping", "load", "save", "diagnose", "plot_history",
            "SGD", "Momentum", "RMSProp", "Adam", "InverseTimeDecay", "ExponentialDecay",

@@ -157,11 +157,19 @@ class Normalize(Layer):
                 "var": ParamSpec(self.var.astype(dtype), trainable=False)}
 
 
-class ReLU(Layer):
+class Activation(Layer):
+    """A layer that is one activation op of dlc/ops.py: the op named by ``kind``, with the
+    attributes ``op_attrs`` gives."""
+
+    def op_attrs(self) -> dict:
+        return {}
+
+
+class ReLU(Activation):
     kind = "relu"
 
 
-class LeakyReLU(Layer):
+class LeakyReLU(Activation):
     """x for x > 0, else alpha x; alpha >= 0 (the backward pass reads the sign of the
     output, which is the input's only for a non-negative slope)."""
     kind = "leaky_relu"
@@ -170,16 +178,37 @@ class LeakyReLU(Layer):
         super().__init__(name)
         self.alpha = check_real(alpha, "LeakyReLU alpha", low=0.0)
 
+    def op_attrs(self):
+        return {"alpha": self.alpha}
 
-class Sigmoid(Layer):
+
+class ELU(Activation):
+    """x for x > 0, else alpha (exp(x) - 1); alpha > 0 (the backward pass reads the
+    output, alpha exp(x) = y + alpha where x <= 0)."""
+    kind = "elu"
+
+    def __init__(self, alpha: float = 1.0, name: str = None):
+        super().__init__(name)
+        self.alpha = check_positive(alpha, "ELU alpha")
+
+    def op_attrs(self):
+        return {"alpha": self.alpha}
+
+
+class Sigmoid(Activation):
     kind = "sigmoid"
 
 
-class Tanh(Layer):
+class SiLU(Activation):
+    """x sigmoid(x), also called swish."""
+    kind = "silu"
+
+
+class Tanh(Activation):
     kind = "tanh"
 
 
-class Softmax(Layer):
+class Softmax(Activation):
     kind = "softmax"
 
 

@@ -10,8 +10,8 @@ import numpy as np
 from .ir import DTYPES, Graph
 from .passes.plan_memory import aligned
 
-# The matrix multiply's packed blocks (runtime/gemm.c) are planned with its default block
-# sizes and the widest register tile; gemm.c refuses to compile with larger ones.
+# The matrix multiply's packed blocks (runtime/gemm.h) are planned with its default block
+# sizes and the widest register tile; gemm.h refuses to compile with larger ones.
 GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 256, 1024
 GEMM_MR, GEMM_NR_MAX_BYTES = 6, 64
 GEMM_SMALL_M = 4        # fewer rows stream through B without packing
@@ -54,7 +54,7 @@ def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=Fa
 
 
 # Inference weight matrices are stored as column panels one cache line wide (see
-# dlc_b_column in runtime/gemm.c): the matrix multiply reads them in place, never copies.
+# dlc_b_column in runtime/gemm.h): the matrix multiply reads them in place, never copies.
 PANEL_BYTES = 64
 
 

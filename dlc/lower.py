@@ -22,7 +22,8 @@ def lower(model: dsl.Model, mode: str = "inference") -> Graph:
                 short = name[len(layer.name) + 1:]
                 params[short] = b.param(name, model.params[name], trainable=trainable,
                                         regularized=regularized, layer=layer.name)
-        x = RULES[type(layer)](b, layer, x, params, mode)
+        rule = lower_activation if isinstance(layer, dsl.Activation) else RULES[type(layer)]
+        x = rule(b, layer, x, params, mode)
     return verify(b.build([x]))
 
 
@@ -72,12 +73,9 @@ def lower_normalize(b, layer, x, p, mode):
     return b.add("normalize", x, p["mean"], p["var"], layer=layer.name, eps=layer.eps)
 
 
-def lower_leaky_relu(b, layer, x, p, mode):
-    return b.add("leaky_relu", x, layer=layer.name, alpha=layer.alpha)
-
-
-def activation(op):
-    return lambda b, layer, x, p, mode: b.add(op, x, layer=layer.name)
+def lower_activation(b, layer, x, p, mode):
+    """Every activation layer: the op its kind names (dlc/ops.py, ACTIVATIONS)."""
+    return b.add(layer.kind, x, layer=layer.name, **layer.op_attrs())
 
 
 RULES = {
@@ -85,9 +83,4 @@ RULES = {
     dsl.BatchNorm: lower_batchnorm,
     dsl.Dropout: lower_dropout,
     dsl.Normalize: lower_normalize,
-    dsl.ReLU: activation("relu"),
-    dsl.LeakyReLU: lower_leaky_relu,
-    dsl.Sigmoid: activation("sigmoid"),
-    dsl.Tanh: activation("tanh"),
-    dsl.Softmax: activation("softmax"),
 }

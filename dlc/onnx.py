@@ -536,6 +536,11 @@ def convert_leaky_relu(imp, node, x):
     return imp.add_layer(dsl.LeakyReLU(a["alpha"], name=imp.layer_name(node)), x)
 
 
+def convert_elu(imp, node, x):
+    a = imp.attrs(node, {"alpha": 1.0})
+    return imp.add_layer(dsl.ELU(a["alpha"], name=imp.layer_name(node)), x)
+
+
 def convert_softmax(imp, node, x):
     """Softmax over the features of each row: before opset 13 the axes from ``axis`` on
     (default 1), from 13 the one ``axis`` (default -1); other feature axes must be 1."""
@@ -714,6 +719,7 @@ CONVERTERS = {
     "Sigmoid": convert_activation(dsl.Sigmoid),
     "Tanh": convert_activation(dsl.Tanh),
     "LeakyRelu": convert_leaky_relu,
+    "Elu": convert_elu,
     "Softmax": convert_softmax,
     "BatchNormalization": convert_batchnorm,
     "Dropout": convert_dropout,
@@ -728,7 +734,6 @@ CONVERTERS = {
 
 # Ops dlc has no layer for yet, with the reason the error gives.
 UNSUPPORTED = {
-    "Elu": "dlc has no ELU layer yet",
     "LogSoftmax": "dlc has no LogSoftmax layer yet",
 }
 
@@ -820,6 +825,11 @@ def export_dense(exp, node):
 def export_activation_op(exp, act, x, node, alpha=0.0, suffix=""):
     if act == "leaky_relu":
         return exp.emit("LeakyRelu", [x], node, suffix, alpha=float(alpha))
+    if act == "elu":
+        return exp.emit("Elu", [x], node, suffix, alpha=float(alpha))
+    if act == "silu":       # no ONNX op: x Sigmoid(x)
+        sigmoid = exp.emit("Sigmoid", [x], node, f"{suffix}.sigmoid")
+        return exp.emit("Mul", [x, sigmoid], node, suffix)
     if act == "softmax":
         return exp.emit("Softmax", [x], node, suffix, axis=-1 if exp.opset >= 13 else 1)
     return exp.emit({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[act], [x], node, suffix)
@@ -865,6 +875,8 @@ EXPORTERS = {
     "sigmoid": export_activation,
     "tanh": export_activation,
     "leaky_relu": export_activation,
+    "elu": export_activation,
+    "silu": export_activation,
     "softmax": export_activation,
     "batchnorm": export_batchnorm,
     "normalize": export_normalize,

@@ -2,9 +2,10 @@
 
 An entry holds the op's input names, its attributes with their defaults, its
 shape rule, its NumPy reference, its vector-Jacobian product (which emits IR
-nodes, so backward graphs are ordinary graphs) and the C template that
-renders it.  The verifier, the interpreter, autodiff and codegen all dispatch
-through ``OPS``.
+nodes, so backward graphs are ordinary graphs), its C facts (``Kernel``) and
+example inputs for the op tests.  The verifier, the interpreter, autodiff,
+the passes and codegen all dispatch through ``OPS``.  The activations are one
+table, ``ACTIVATIONS``, from which their ops and gradient ops are defined.
 """
 from __future__ import annotations
 
@@ -24,23 +25,66 @@ class ShapeError(ValueError):
 
 
 @dataclass(frozen=True)
+class Kernel:
+    """How the C backend computes an op."""
+    template: str = None        # templates/ops/<template>.c.j2; None: the op runs only
+                                # inside a fused optimizer update (templates/*_update.c.j2)
+    in_place: bool = False      # may write its result over its first operand
+    activation: str = None      # the C name of the activation it applies or differentiates
+    fuses_into_dense: bool = False    # a dense layer can apply it in its epilogue
+
+
+@dataclass(frozen=True)
 class OpDef:
     name: str
     inputs: tuple           # names of the operands, as the template sees them
     attrs: Mapping          # attribute -> default (REQUIRED when it has none)
     shape: Callable         # (list of TensorType, **attrs) -> TensorType
     numpy: Callable         # (*arrays, **attrs) -> ndarray
-    template: str           # templates/ops/<template>.c.j2
+    kernel: Kernel
+    examples: Callable      # (rng, dtype, rows) -> (input arrays, attrs) for the op tests
     vjp: Callable = None    # (builder, node, dy) -> one gradient ref (or None) per input
+
+    @property
+    def template(self) -> str:
+        return self.kernel.template
 
 
 OPS: dict[str, OpDef] = {}
 
 
-def define(name, inputs, shape, numpy, template=None, attrs=None, vjp=None) -> OpDef:
-    op = OpDef(name, tuple(inputs), dict(attrs or {}), shape, numpy, template or name, vjp)
+def define(name, inputs, shape, numpy, template=None, attrs=None, vjp=None, kernel=None,
+           examples=None) -> OpDef:
+    """Registers an op; its kernel is ``kernel``, or just the template ``template`` (by
+    default the op's name)."""
+    op = OpDef(name, tuple(inputs), dict(attrs or {}), shape, numpy,
+               kernel or Kernel(template or name), examples, vjp)
     OPS[name] = op
     return op
+
+
+# ---------------------------------------------------------------- example inputs
+# What each operand of an op's examples looks like: B rows of N = 13 features (no multiple
+# of a vector width), M = 7 outputs of a matrix product, vectors of N, scalars.
+EXAMPLE_N, EXAMPLE_M = 13, 7
+OPERANDS = {
+    "x": lambda rng, rows: rng.normal(size=(rows, EXAMPLE_N)) * 3,
+    "y": lambda rng, rows: rng.normal(size=(rows, EXAMPLE_M)),
+    "t": lambda rng, rows: rng.dirichlet(np.ones(EXAMPLE_N), size=rows),   # rows sum to 1
+    "W": lambda rng, rows: rng.normal(size=(EXAMPLE_N, EXAMPLE_M)),
+    "b": lambda rng, rows: rng.normal(size=EXAMPLE_M),
+    "v": lambda rng, rows: rng.normal(size=EXAMPLE_N),
+    "var": lambda rng, rows: rng.uniform(0.1, 3.0, size=EXAMPLE_N),
+    "s": lambda rng, rows: np.array(rng.uniform(0.5, 2.0)),               # a positive scalar
+    "k": lambda rng, rows: np.array(float(rng.integers(1, 100))),         # a count or seed
+}
+
+
+def examples(*operands, **attrs):
+    """An example generator: arrays of the kinds named in OPERANDS, and ``attrs``."""
+    def generate(rng, dtype, rows):
+        return [OPERANDS[kind](rng, rows).astype(dtype) for kind in operands], dict(attrs)
+    return generate
 
 
 def lookup(name: str) -> OpDef:
@@ -101,6 +145,12 @@ def same_as_input(types, **_):
     return types[0]
 
 
+def pairwise_batch(types, **_):
+    batch_matrix(types[0], "gradient")
+    expect(types[1], types[0].shape, "saved value")
+    return types[0]
+
+
 def per_feature(types, **_):
     """Input (B, n) followed by vectors of n values (scale, shift, statistics)."""
     n = batch_matrix(types[0])
@@ -130,19 +180,66 @@ def softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def elu(z, alpha):
+    return np.where(z > 0, z, real(z, alpha) * np.expm1(np.minimum(z, 0)))
+
+
+def silu(z):
+    """z sigmoid(z), 0 where the sigmoid is (at -inf the limit, not -inf * 0)."""
+    s = stable_sigmoid(z)
+    with np.errstate(invalid="ignore"):
+        return np.where(s == 0, real(z, 0), z * s)
+
+
+def silu_grad(dy, x):
+    s = stable_sigmoid(x)
+    return dy * (s * (1 + x * (1 - s)))
+
+
+def real(x, value):
+    """``value`` rounded to the dtype of ``x`` (what the C code's dlc_real sees)."""
+    return x.dtype.type(value)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation: its C name (runtime/activations.h, whose enum lists them in this
+    table's order), NumPy forward (z, alpha) and gradient (dy, v, alpha), where v is what
+    the gradient reads: z ("x") or act(z) ("out")."""
+    c_name: str
+    forward: Callable
+    grad: Callable = None
+    reads: str = "x"
+    grad_from_out: bool = True      # the gradient is right given act(z) for v: a dense
+                                    # layer with it fused can be differentiated
+    attrs: Mapping = None           # its attributes, e.g. {"alpha": REQUIRED}
+
+
 # What a dense layer may apply to x W + b (softmax over each row, the others elementwise).
-# On NaN and inf these are the semantics of the C kernels too (runtime/dlc_runtime.h,
-# dlc_relu; runtime/kernels.c, dlc_softmax_undefined), under any compiler flags: a NaN
-# stays NaN (relu and leaky_relu included), +-inf go to their limits (relu(-inf) = 0,
-# sigmoid 1 and 0, tanh +-1), and softmax of a row holding a NaN or +inf, or all -inf, is
-# all NaN, -inf elsewhere giving 0.
+# On NaN and inf these are the semantics of the C kernels too (runtime/activations.h;
+# runtime/softmax.h, dlc_softmax_undefined), under any compiler flags: a NaN stays NaN
+# (relu and leaky_relu included), +-inf go to their limits (relu(-inf) = 0, sigmoid 1
+# and 0, tanh +-1, elu -alpha, silu 0), and softmax of a row holding a NaN or +inf, or
+# all -inf, is all NaN, -inf elsewhere giving 0.
 ACTIVATIONS = {
-    "none": lambda z, alpha: z,
-    "relu": lambda z, alpha: np.maximum(z, 0),
-    "leaky_relu": lambda z, alpha: np.where(z > 0, z, z * z.dtype.type(alpha)),
-    "sigmoid": lambda z, alpha: stable_sigmoid(z),
-    "tanh": lambda z, alpha: np.tanh(z),
-    "softmax": lambda z, alpha: softmax(z),
+    "none": Activation("DLC_ACT_NONE", lambda z, alpha: z),
+    "relu": Activation("DLC_ACT_RELU", lambda z, alpha: np.maximum(z, 0),
+                       lambda dy, x, alpha: np.where(x > 0, dy, 0).astype(dy.dtype)),
+    "leaky_relu": Activation(
+        "DLC_ACT_LEAKY_RELU", lambda z, alpha: np.where(z > 0, z, z * real(z, alpha)),
+        lambda dy, x, alpha: np.where(x > 0, dy, dy * real(dy, alpha)),
+        attrs={"alpha": REQUIRED}),
+    "sigmoid": Activation("DLC_ACT_SIGMOID", lambda z, alpha: stable_sigmoid(z),
+                          lambda dy, y, alpha: dy * (y * (1 - y)), reads="out"),
+    "tanh": Activation("DLC_ACT_TANH", lambda z, alpha: np.tanh(z),
+                       lambda dy, y, alpha: dy * (1 - y * y), reads="out"),
+    "softmax": Activation("DLC_ACT_SOFTMAX", lambda z, alpha: softmax(z),
+                          lambda dy, y, alpha: softmax_grad(dy, y), reads="out"),
+    "elu": Activation("DLC_ACT_ELU", elu,
+                      lambda dy, y, alpha: dy * np.where(y > 0, real(y, 1), y + real(y, alpha)),
+                      reads="out", attrs={"alpha": REQUIRED}),
+    "silu": Activation("DLC_ACT_SILU", lambda z, alpha: silu(z),
+                       lambda dy, x, alpha: silu_grad(dy, x), grad_from_out=False),
 }
 
 
@@ -153,7 +250,7 @@ def activation_attr(name):
 
 
 def dense(x, W, b, activation="none", alpha=0.0):
-    return ACTIVATIONS[activation_attr(activation)](x @ W + b, alpha)
+    return ACTIVATIONS[activation_attr(activation)].forward(x @ W + b, alpha)
 
 
 def batchnorm(x, gamma, beta, mean, var, eps):
@@ -170,14 +267,12 @@ def normalize(x, mean, var, eps):
 # gradient ref (or None) per input.
 
 def grad_of_activation(b, act, alpha, dy, x, y, layer):
-    """dL/dz of act(z) from dy, where x has the sign of z (relu) and y = act(z)."""
-    if act == "relu":
-        return b.add("relu_grad", dy, x, layer=layer)
-    if act == "leaky_relu":
-        return b.add("leaky_relu_grad", dy, x, layer=layer, alpha=alpha)
-    if act in ("sigmoid", "tanh", "softmax"):
-        return b.add(f"{act}_grad", dy, y, layer=layer)
-    return dy
+    """dL/dz of act(z) from dy, where x is z (or has its sign) and y = act(z)."""
+    if act == "none":
+        return dy
+    attrs = {"alpha": alpha} if ACTIVATIONS[act].attrs else {}
+    v = x if ACTIVATIONS[act].reads == "x" else y
+    return b.add(f"{act}_grad", dy, v, layer=layer, **attrs)
 
 
 def vjp_dense(b, node, dy, needed):
@@ -186,6 +281,10 @@ def vjp_dense(b, node, dy, needed):
     if act == "leaky_relu" and alpha <= 0:
         raise ValueError(f"layer {node.layer!r}: a dense layer with a fused leaky_relu needs "
                          f"alpha > 0 to be differentiated, got {alpha}")
+    if not ACTIVATIONS[act].grad_from_out:
+        raise ValueError(f"layer {node.layer!r}: a dense layer with a fused {act} cannot be "
+                         f"differentiated (its gradient reads the input of the {act}); "
+                         f"keep the {act} a layer of its own when training")
     dz = grad_of_activation(b, act, alpha, dy, node.out, node.out, node.layer)
     return (b.add("matmul_nt", dz, W, layer=node.layer) if needed[0] else None,
             b.add("matmul_tn", x, dz, layer=node.layer) if needed[1] else None,
@@ -195,10 +294,6 @@ def vjp_dense(b, node, dy, needed):
 def vjp_activation(b, node, dy, needed):
     return (grad_of_activation(b, node.op, node.attrs.get("alpha", 0.0), dy, node.inputs[0],
                                node.out, node.layer),)
-
-
-def vjp_softmax(b, node, dy, needed):
-    return (b.add("softmax_grad", dy, node.out, layer=node.layer),)
 
 
 def constant_operands(node, needed, first: int = 1) -> None:
@@ -248,22 +343,42 @@ def vjp_of_loss(grad_op):
 
 # ---------------------------------------------------------------- the registry
 
+EXAMPLE_ALPHA = {"leaky_relu": 0.1, "elu": 0.7}     # attribute values the op tests use
+
 define("dense", ("x", "W", "b"), dense_shape, dense,
-       attrs={"activation": "none", "alpha": 0.0}, vjp=vjp_dense)
-for _name in ("relu", "sigmoid", "tanh"):
-    define(_name, ("x",), same_as_input,
-           lambda x, _act=_name: ACTIVATIONS[_act](x, 0.0), template="activation",
-           vjp=vjp_activation)
-define("leaky_relu", ("x",), same_as_input,
-       lambda x, alpha: ACTIVATIONS["leaky_relu"](x, alpha),
-       template="activation", attrs={"alpha": REQUIRED}, vjp=vjp_activation)
-define("softmax", ("x",), same_as_input, softmax, vjp=vjp_softmax)
+       attrs={"activation": "none", "alpha": 0.0}, vjp=vjp_dense,
+       examples=examples("x", "W", "b"))
+
+
+def define_activation(name: str, act: Activation) -> None:
+    """The op ``name`` (elementwise, or softmax over each row) and its gradient op
+    ``name``_grad, both from the activation's entry in ACTIVATIONS."""
+    attrs = dict(act.attrs or {})
+    example_attrs = {key: EXAMPLE_ALPHA[name] for key in attrs}
+    elementwise = name != "softmax"
+    define(name, ("x",), same_as_input,
+           lambda x, alpha=0.0: act.forward(x, alpha), attrs=attrs, vjp=vjp_activation,
+           kernel=Kernel("activation" if elementwise else "softmax", in_place=True,
+                         activation=act.c_name, fuses_into_dense=True),
+           examples=examples("x", **example_attrs))
+    define(f"{name}_grad", ("dy", act.reads), pairwise_batch,
+           lambda dy, v, alpha=0.0: act.grad(dy, v, alpha), attrs=attrs,
+           kernel=Kernel("activation_grad" if elementwise else "softmax_grad",
+                         activation=act.c_name),
+           examples=examples("x", "x", **example_attrs))
+
+
+for _name, _act in ACTIVATIONS.items():
+    if _name != "none":
+        define_activation(_name, _act)
 define("batchnorm", ("x", "gamma", "beta", "mean", "var"), per_feature, batchnorm,
-       attrs={"eps": REQUIRED})
+       attrs={"eps": REQUIRED}, kernel=Kernel("batchnorm", in_place=True),
+       examples=examples("x", "v", "v", "v", "var", eps=1e-5))
 define("normalize", ("x", "mean", "var"), per_feature, normalize, attrs={"eps": REQUIRED},
-       vjp=vjp_normalize)
+       vjp=vjp_normalize, kernel=Kernel("normalize", in_place=True),
+       examples=examples("x", "v", "var", eps=1e-8))
 define("dropout", ("x",), same_as_input, lambda x, keep_prob: x.copy(),
-       attrs={"keep_prob": REQUIRED})
+       attrs={"keep_prob": REQUIRED}, examples=examples("x", keep_prob=0.5))
 
 
 # ---------------------------------------------------------------- training ops
@@ -293,12 +408,6 @@ def same_shapes(*names):
                 scalar(t, "scalar operand")
         return types[0]
     return rule
-
-
-def pairwise_batch(types, **_):
-    batch_matrix(types[0], "gradient")
-    expect(types[1], types[0].shape, "saved value")
-    return types[0]
 
 
 def matmul_nt_shape(types, **_):
@@ -364,11 +473,6 @@ def penalty_grad_shape(types, **_):
 
 def as_scalar(array) -> float:
     return float(np.asarray(array).reshape(()))
-
-
-def real(x, value):
-    """``value`` rounded to the dtype of ``x`` (what the C code's dlc_real sees)."""
-    return x.dtype.type(value)
 
 
 def sum_rows(x):
@@ -472,56 +576,64 @@ def dropout_train(x, seed, step, keep_prob, stream):
     return draw(x, as_scalar(seed), as_scalar(step), keep_prob, stream)
 
 
-define("matmul_nt", ("dy", "W"), matmul_nt_shape, lambda dy, W: dy @ W.T)
-define("matmul_tn", ("x", "dy"), matmul_tn_shape, lambda x, dy: x.T @ dy)
-define("sum_rows", ("x",), column_vector, sum_rows)
-define("relu_grad", ("dy", "x"), pairwise_batch,
-       lambda dy, x: np.where(x > 0, dy, 0).astype(dy.dtype), template="activation_grad")
-define("leaky_relu_grad", ("dy", "x"), pairwise_batch,
-       lambda dy, x, alpha: np.where(x > 0, dy, dy * real(dy, alpha)),
-       template="activation_grad", attrs={"alpha": REQUIRED})
-define("sigmoid_grad", ("dy", "out"), pairwise_batch, lambda dy, y: dy * (y * (1 - y)),
-       template="activation_grad")
-define("tanh_grad", ("dy", "out"), pairwise_batch, lambda dy, y: dy * (1 - y * y),
-       template="activation_grad")
-define("softmax_grad", ("dy", "out"), pairwise_batch, softmax_grad)
+define("matmul_nt", ("dy", "W"), matmul_nt_shape, lambda dy, W: dy @ W.T,
+       examples=examples("y", "W"))
+define("matmul_tn", ("x", "dy"), matmul_tn_shape, lambda x, dy: x.T @ dy,
+       examples=examples("x", "y"))
+define("sum_rows", ("x",), column_vector, sum_rows, examples=examples("x"))
 define("normalize_grad", ("dy", "var"), per_feature,
-       lambda dy, var, eps: dy / np.sqrt(var + real(dy, eps)), attrs={"eps": REQUIRED})
-define("batch_mean", ("x",), column_vector, lambda x: x.mean(axis=0).astype(x.dtype))
-define("batch_var", ("x", "mean"), column_vector, batch_var)
+       lambda dy, var, eps: dy / np.sqrt(var + real(dy, eps)), attrs={"eps": REQUIRED},
+       examples=examples("x", "var", eps=1e-8))
+define("batch_mean", ("x",), column_vector, lambda x: x.mean(axis=0).astype(x.dtype),
+       examples=examples("x"))
+define("batch_var", ("x", "mean"), column_vector, batch_var, examples=examples("x", "v"))
 define("batchnorm_train", ("x", "gamma", "beta", "mean", "var"), per_feature, batchnorm,
-       template="batchnorm", attrs={"eps": REQUIRED}, vjp=vjp_batchnorm_train)
+       attrs={"eps": REQUIRED}, vjp=vjp_batchnorm_train,
+       kernel=Kernel("batchnorm", in_place=True),
+       examples=examples("x", "v", "v", "v", "var", eps=1e-5))
 define("batchnorm_backward", ("dy", "x", "gamma", "mean", "var"), batchnorm_backward_shape,
-       batchnorm_backward, attrs={"eps": REQUIRED})
+       batchnorm_backward, attrs={"eps": REQUIRED},
+       examples=examples("x", "x", "v", "v", "var", eps=1e-5))
 define("batchnorm_dgamma", ("dy", "x", "mean", "var"), column_vector, batchnorm_dgamma,
-       attrs={"eps": REQUIRED})
+       attrs={"eps": REQUIRED}, examples=examples("x", "x", "v", "var", eps=1e-5))
 define("dropout_train", ("x", "seed", "step"), dropout_shape, dropout_train,
-       attrs={"keep_prob": REQUIRED, "stream": REQUIRED}, vjp=vjp_dropout_train)
-define("add", ("a", "b"), same_shapes("a", "b"), lambda a, b: a + b, vjp=vjp_add)
-define("ones_like", ("x",), lambda types: types[0], lambda x: np.ones_like(x))
-define("softmax_cross_entropy_grad", ("p", "t", "dc"), loss_grad_shape,
-       softmax_cross_entropy_grad, template="loss_grad")
-define("softmax_cross_entropy", ("p", "t"), loss_shape, softmax_cross_entropy, template="loss",
-       vjp=vjp_of_loss("softmax_cross_entropy_grad"))
-define("sigmoid_cross_entropy_grad", ("p", "t", "dc"), loss_grad_shape,
-       sigmoid_cross_entropy_grad, template="loss_grad")
-define("sigmoid_cross_entropy", ("p", "t"), loss_shape, sigmoid_cross_entropy, template="loss",
-       vjp=vjp_of_loss("sigmoid_cross_entropy_grad"))
-define("mse_grad", ("p", "t", "dc"), loss_grad_shape, mse_grad, template="loss_grad")
-define("mse", ("p", "t"), loss_shape, mse, template="loss", vjp=vjp_of_loss("mse_grad"))
-define("l2_penalty_grad", ("W", "m", "dc"), penalty_grad_shape, l2_penalty_grad,
-       template="penalty_grad", attrs={"lam": REQUIRED})
-define("l2_penalty", ("W", "m"), penalty_shape, l2_penalty, template="penalty",
-       attrs={"lam": REQUIRED}, vjp=vjp_of_loss("l2_penalty_grad"))
-define("l1_penalty_grad", ("W", "m", "dc"), penalty_grad_shape, l1_penalty_grad,
-       template="penalty_grad", attrs={"lam": REQUIRED})
-define("l1_penalty", ("W", "m"), penalty_shape, l1_penalty, template="penalty",
-       attrs={"lam": REQUIRED}, vjp=vjp_of_loss("l1_penalty_grad"))
-define("ewma", ("v", "g"), same_shapes("v", "g"), ewma, attrs={"beta": REQUIRED})
-define("ewma_sq", ("v", "g"), same_shapes("v", "g"), ewma_sq, template="ewma",
-       attrs={"beta": REQUIRED})
-define("sgd_step", ("W", "g", "lr"), same_shapes("W", "g", None), sgd_step)
+       attrs={"keep_prob": REQUIRED, "stream": REQUIRED}, vjp=vjp_dropout_train,
+       examples=examples("x", "k", "k", keep_prob=0.75, stream=5))
+define("add", ("a", "b"), same_shapes("a", "b"), lambda a, b: a + b, vjp=vjp_add,
+       examples=examples("x", "x"))
+define("ones_like", ("x",), lambda types: types[0], lambda x: np.ones_like(x),
+       examples=examples("x"))
+for _loss, _cost, _grad in (
+        ("softmax_cross_entropy", softmax_cross_entropy, softmax_cross_entropy_grad),
+        ("sigmoid_cross_entropy", sigmoid_cross_entropy, sigmoid_cross_entropy_grad),
+        ("mse", mse, mse_grad)):
+    define(f"{_loss}_grad", ("p", "t", "dc"), loss_grad_shape, _grad, template="loss_grad",
+           examples=examples("x", "t", "s"))
+    define(_loss, ("p", "t"), loss_shape, _cost, template="loss",
+           vjp=vjp_of_loss(f"{_loss}_grad"), examples=examples("x", "t"))
+for _penalty, _cost, _grad in (("l2_penalty", l2_penalty, l2_penalty_grad),
+                               ("l1_penalty", l1_penalty, l1_penalty_grad)):
+    define(f"{_penalty}_grad", ("W", "m", "dc"), penalty_grad_shape, _grad,
+           template="penalty_grad", attrs={"lam": REQUIRED},
+           examples=examples("W", "k", "s", lam=1e-3))
+    define(_penalty, ("W", "m"), penalty_shape, _cost, template="penalty",
+           attrs={"lam": REQUIRED}, vjp=vjp_of_loss(f"{_penalty}_grad"),
+           examples=examples("W", "k", lam=1e-3))
+
+# Optimizer updates and running averages: element-wise over a parameter, so computed
+# straight into it (in place).  Each has a kernel of its own (runtime/optimizers.h), but an
+# optimizer's passes over one parameter normally run fused in one loop over the same
+# per-element rules (templates/ops/{adam,momentum,rmsprop}_update.c.j2).
+define("ewma", ("v", "g"), same_shapes("v", "g"), ewma, attrs={"beta": REQUIRED},
+       kernel=Kernel("ewma", in_place=True), examples=examples("v", "v", beta=0.9))
+define("ewma_sq", ("v", "g"), same_shapes("v", "g"), ewma_sq, attrs={"beta": REQUIRED},
+       kernel=Kernel("ewma", in_place=True), examples=examples("var", "v", beta=0.99))
+define("sgd_step", ("W", "g", "lr"), same_shapes("W", "g", None), sgd_step,
+       kernel=Kernel("sgd_step", in_place=True), examples=examples("v", "v", "s"))
 define("rmsprop_step", ("W", "g", "s", "lr"), same_shapes("W", "g", "s", None), rmsprop_step,
-       attrs={"eps": REQUIRED})
+       attrs={"eps": REQUIRED}, kernel=Kernel("rmsprop_step", in_place=True),
+       examples=examples("v", "v", "var", "s", eps=1e-8))
 define("adam_step", ("W", "m", "s", "lr", "t"), same_shapes("W", "m", "s", None, None),
-       adam_step, attrs={"beta1": REQUIRED, "beta2": REQUIRED, "eps": REQUIRED})
+       adam_step, attrs={"beta1": REQUIRED, "beta2": REQUIRED, "eps": REQUIRED},
+       kernel=Kernel("adam_step", in_place=True),
+       examples=examples("v", "v", "var", "s", "k", beta1=0.9, beta2=0.999, eps=1e-8))

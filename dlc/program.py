@@ -309,7 +309,6 @@ def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_row
 
 TRAIN_ROWS = {"%x": ("x", "x"), "%y": ("t", "t")}           # ref -> (C name, region)
 TRAIN_SCALARS = {"%m": "m", "%lr": "lr", "%step": "step", "%seed": "seed"}
-IN_PLACE_KERNELS = ("ewma", "sgd_step", "rmsprop_step", "adam_step")
 
 
 @dataclass(frozen=True)
@@ -332,7 +331,7 @@ def in_place_updates(graph: Graph) -> dict:
     for param, value in graph.updates:
         node = graph.nodes[position[value]] if value in position else None
         if (node is None or node.inputs[:1] != (param,) or value in graph.outputs
-                or OPS[node.op].template not in IN_PLACE_KERNELS):
+                or not OPS[node.op].kernel.in_place):
             continue
         if all(position[r.out] <= position[value] for r in readers.get(param, [])):
             in_place[value] = param

@@ -13,6 +13,7 @@ import jinja2
 
 from .build import cache_dir
 from .ir import Graph
+from .ops import ACTIVATIONS, OPS
 
 PACKAGE = Path(__file__).resolve().parent
 CTYPES = {"f32": "float", "f64": "double"}
@@ -44,17 +45,31 @@ def c_scalar(arg) -> str:
 
 
 def c_activation(name: str) -> str:
-    return "DLC_ACT_" + name.upper()
+    """The C name of the activation ``name`` (a dense layer's attribute)."""
+    return ACTIVATIONS[name].c_name
+
+
+def op_kernel(op: str):
+    """The C facts of the op ``op`` (dlc/ops.py, Kernel)."""
+    return OPS[op].kernel
+
+
+def declarations(text: str) -> str:
+    """A runtime header without its preprocessor lines (guard, includes): what a cffi
+    cdef can read."""
+    kept = [line for line in text.splitlines() if not line.startswith("#")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n") + "\n"
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        loader=jinja2.FileSystemLoader([str(resource_dir("templates")),
+                                        str(resource_dir("runtime"))]),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined, autoescape=False, bytecode_cache=template_cache())
-    env.filters.update(real=c_real, activation=c_activation, comment=safe_comment,
-                       scalar=c_scalar)
+    env.filters.update(real=c_real, activation=c_activation, kernel=op_kernel,
+                       declarations=declarations, comment=safe_comment, scalar=c_scalar)
     return env
 
 

@@ -33,7 +33,7 @@ def key(seed: int, step: int, stream: int) -> np.uint64:
 
 
 def uniform(key_: np.uint64, n: int) -> np.ndarray:
-    """n doubles in [0, 1), exactly as dlc_rng_uniform computes them."""
+    """n doubles in [0, 1): dlc_rng_bits (runtime/rng.h) times 2^-53, exactly."""
     counters = np.arange(1, n + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
         bits = mix(key_ + counters * GOLDEN)

@@ -1,4 +1,11 @@
-"""The hand-written C runtime (runtime/), and the part of it a program calls into."""
+"""The hand-written C runtime (runtime/*.h), and the part of it a program calls into.
+
+Each runtime header has an include guard and includes the headers it uses, so it
+compiles alone.  A generated file is one translation unit with no runtime headers beside
+it: ``runtime_for`` pastes the headers in the order of their ``#include`` graph, with
+those includes removed and only the functions the program calls into (and what they
+call).
+"""
 from __future__ import annotations
 
 import re
@@ -7,14 +14,11 @@ from functools import lru_cache
 
 from .render import resource_dir
 
-# The runtime's pieces in the order they are pasted: each uses only itself and the pieces
-# before it.  A program carries only the functions it calls into (see runtime_for).
-RUNTIME_PIECES = ("dlc_runtime.h", "threads.c", "finite.c", "gemm.c", "kernels.c",
-                  "standardize.c", "rng.h", "train.c")
-
 C_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 RUNTIME_NAME = re.compile(r"\bdlc_[a-z0-9_]+\b")
 DEFINED_NAME = re.compile(r"\b(dlc_[a-z0-9_]+)\s*[(=]")
+LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"\n', re.M)
+BASE = "dlc_runtime.h"      # types and bit tests: pasted first, always
 
 
 def runtime_names(text: str) -> frozenset:
@@ -25,7 +29,7 @@ def runtime_names(text: str) -> frozenset:
 @dataclass(frozen=True)
 class RuntimeItem:
     """A function or variable of the runtime (with its comment), or the text between them
-    (macros, types: name None), which comes whenever its piece does."""
+    (guards, macros, types: name None), which comes whenever its header does."""
     name: str
     text: str
     uses: frozenset
@@ -69,19 +73,59 @@ def comment_start(lines: list) -> int:
     return k
 
 
+def header_includes() -> dict:
+    """Each runtime header -> the runtime headers it includes."""
+    root = resource_dir("runtime")
+    return {path.name: tuple(LOCAL_INCLUDE.findall(path.read_text()))
+            for path in sorted(root.glob("*.h"))}
+
+
+def include_order(includes: dict) -> list:
+    """The headers with every one after those it includes (depth first, by name)."""
+    order, visiting = [], set()
+
+    def visit(name):
+        if name in order:
+            return
+        if name in visiting:
+            raise ValueError(f"runtime headers include each other in a cycle through {name}")
+        if name not in includes:
+            raise ValueError(f"a runtime header includes {name!r}, which runtime/ lacks")
+        visiting.add(name)
+        for dependency in includes[name]:
+            visit(dependency)
+        order.append(name)
+
+    for name in [BASE, *includes]:
+        visit(name)
+    return order
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    includes: tuple     # positions in runtime_pieces() of the headers it includes
+    items: tuple        # its RuntimeItems, its runtime includes removed
+
+
 @lru_cache(maxsize=1)
 def runtime_pieces() -> tuple:
-    """The items of each runtime piece, in RUNTIME_PIECES order."""
-    root = resource_dir("runtime")
-    return tuple(tuple(runtime_items((root / name).read_text())) for name in RUNTIME_PIECES)
+    """The runtime headers in include order."""
+    root, includes = resource_dir("runtime"), header_includes()
+    order = include_order(includes)
+    return tuple(Header(name, tuple(order.index(i) for i in includes[name]),
+                        tuple(runtime_items(LOCAL_INCLUDE.sub("", (root / name).read_text()))))
+                 for name in order)
 
 
 def runtime_for(program: str) -> str:
     """The runtime ``program`` (C text without it) calls into, and nothing else: every
-    function or variable the program or a chosen item uses, with the rest of its piece
-    (macros, types); a name no item defines belongs to the first piece that uses it.
-    Pieces come in order, the first (types) always."""
-    pieces = runtime_pieces()
+    function or variable the program or a chosen item uses, with the rest of its header
+    (guard, macros, types); a name no item defines belongs to the first header that uses
+    it.  A header comes with the guards, macros and types of those it includes (which
+    decide, say, whether vectors exist), in include order; dlc_runtime.h always."""
+    headers = runtime_pieces()
+    pieces = [header.items for header in headers]
     owners = {}
     for p, items in enumerate(pieces):
         for k, item in enumerate(items):
@@ -98,8 +142,9 @@ def runtime_for(program: str) -> str:
         if (p, k) in chosen:
             continue
         chosen.add((p, k))
-        if k is None:       # the piece itself: its text between the items
+        if k is None:       # the header itself: its text between the items
             uses = frozenset().union(*(i.uses for i in pieces[p] if i.name is None))
+            wanted.extend((q, None) for q in headers[p].includes)
         else:
             uses = pieces[p][k].uses
             wanted.append((p, None))
@@ -108,5 +153,3 @@ def runtime_for(program: str) -> str:
         "".join(item.text for k, item in enumerate(items)
                 if item.name is None or (p, k) in chosen)
         for p, items in enumerate(pieces) if (p, None) in chosen)
-
-

@@ -1,14 +1,22 @@
-/* dlc runtime: types, math and constants shared by every generated model.
- * The generated translation unit defines DLC_DOUBLE (0 or 1) before this. */
+/* dlc runtime: the number type, math and bit tests every other runtime header uses.
+ * A generated translation unit defines DLC_DOUBLE (0 or 1) before it; float otherwise. */
+#ifndef DLC_RUNTIME_H
+#define DLC_RUNTIME_H
+
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#ifndef DLC_DOUBLE
+#define DLC_DOUBLE 0
+#endif
+
 #if DLC_DOUBLE
 typedef double dlc_real;
 #define dlc_exp exp
 #define dlc_log log
+#define dlc_log1p log1p
 #define dlc_sqrt sqrt
 #define dlc_tanh tanh
 #define dlc_fabs fabs
@@ -16,6 +24,7 @@ typedef double dlc_real;
 typedef float dlc_real;
 #define dlc_exp expf
 #define dlc_log logf
+#define dlc_log1p log1pf
 #define dlc_sqrt sqrtf
 #define dlc_tanh tanhf
 #define dlc_fabs fabsf
@@ -61,33 +70,7 @@ static inline dlc_real_bits dlc_mask_if(int when)
     return (dlc_real_bits)0 - (dlc_real_bits)(when != 0);
 }
 
-/* Activations on NaN and inf do what NumPy's do (dlc/ops.py, ACTIVATIONS): a NaN stays
- * NaN, +-inf go to their limits.  relu(z) = max(z, 0), NaN kept: the bits of z, cleared
- * when the sign is set and z is no NaN. */
-static inline dlc_real dlc_relu(dlc_real z)
-{
-    const dlc_real_bits b = dlc_bits(z), magnitude = b & DLC_MAGNITUDE_BITS;
-    return dlc_from_bits(b & dlc_mask_if((b == magnitude) | (magnitude > DLC_INF_BITS)));
-}
-
-/* z if its sign is clear, else alpha z (NaN stays NaN either way). */
-static inline dlc_real dlc_leaky_relu(dlc_real z, dlc_real alpha)
-{
-    const dlc_real_bits b = dlc_bits(z), negative = dlc_mask_if(b != (b & DLC_MAGNITUDE_BITS));
-    return dlc_from_bits((b & ~negative) | (dlc_bits(alpha * z) & negative));
-}
-
-/* Activations that a dense layer can apply in its epilogue (softmax over each row). */
-enum {
-    DLC_ACT_NONE = 0,
-    DLC_ACT_RELU = 1,
-    DLC_ACT_LEAKY_RELU = 2,
-    DLC_ACT_SIGMOID = 3,
-    DLC_ACT_TANH = 4,
-    DLC_ACT_SOFTMAX = 5
-};
-
-/* Where the matrix multiply (gemm.c) packs its blocks, in the caller's workspace: `tasks`
+/* Where the matrix multiply (gemm.h) packs its blocks, in the caller's workspace: `tasks`
  * slices one after the other at `blocks`, one per task that may run at once, each a packed
  * A block of a_elements values then a packed B block of b_elements.  A product runs at
  * most `tasks` tasks. */
@@ -96,3 +79,5 @@ typedef struct {
     size_t a_elements, b_elements;
     int tasks;
 } dlc_scratch;
+
+#endif

@@ -2,6 +2,10 @@
  * SplitMix64 used as a hash: key = mix(mix(mix(seed) ^ step) ^ stream), and element i
  * of a draw is mix(key + (i + 1) * golden), so a mask is a pure function of
  * (seed, step, layer, element). */
+#ifndef DLC_RNG_H
+#define DLC_RNG_H
+
+#include <math.h>
 #include <stdint.h>
 
 static inline uint64_t dlc_rng_mix(uint64_t z)
@@ -16,16 +20,11 @@ static inline uint64_t dlc_rng_key(uint64_t seed, uint64_t step, uint64_t stream
     return dlc_rng_mix(dlc_rng_mix(dlc_rng_mix(seed) ^ step) ^ stream);
 }
 
-/* The 53 random bits of the i-th draw of the stream `key`. */
+/* The 53 random bits of the i-th draw of the stream `key`; times 2^-53, its uniform
+ * double in [0, 1) (dlc/rng.py, uniform). */
 static inline int64_t dlc_rng_bits(uint64_t key, uint64_t i)
 {
     return (int64_t)(dlc_rng_mix(key + (i + 1) * UINT64_C(0x9E3779B97F4A7C15)) >> 11);
-}
-
-/* The i-th uniform double in [0, 1) of the stream `key`: its bits times 2^-53. */
-static inline double dlc_rng_uniform(uint64_t key, uint64_t i)
-{
-    return (double)dlc_rng_bits(key, i) * (1.0 / 9007199254740992.0);
 }
 
 /* The integer threshold t with bits < t exactly when bits * 2^-53 < p: comparing the
@@ -34,3 +33,5 @@ static inline int64_t dlc_rng_threshold(double p)
 {
     return (int64_t)ceil(p * 9007199254740992.0);
 }
+
+#endif

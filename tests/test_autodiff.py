@@ -114,6 +114,11 @@ OP_CASES = {
     "dense/softmax": lambda b, h, rng, inputs: b.add(
         "dense", h, b.param("V", rng.normal(size=(N, N))), vector(b, rng, "c"),
         activation="softmax"),
+    "dense/elu": lambda b, h, rng, inputs: b.add(
+        "dense", h, b.param("V", rng.normal(size=(N, N))), vector(b, rng, "c"),
+        activation="elu", alpha=0.7),
+    "elu": lambda b, h, rng, inputs: b.add("elu", h, alpha=0.7),
+    "silu": lambda b, h, rng, inputs: b.add("silu", h),
     "relu": lambda b, h, rng, inputs: b.add("relu", h),
     "leaky_relu": lambda b, h, rng, inputs: b.add("leaky_relu", h, alpha=0.1),
     "sigmoid": lambda b, h, rng, inputs: b.add("sigmoid", h),
@@ -149,6 +154,16 @@ def test_op_gradients_match_finite_differences(case):
     graph, inputs = op_graph(np.random.default_rng(sum(map(ord, case))), OP_CASES[case])
     grads = check_gradients(graph, inputs)
     assert "@W" in grads and "@b" in grads       # the op's input gradient was checked
+
+
+def test_dense_with_a_fused_silu_is_not_differentiated():
+    """silu's gradient reads its input, which a dense layer with silu fused never keeps."""
+    rng = np.random.default_rng(0)
+    graph, _ = op_graph(rng, lambda b, h, rng, inputs: b.add(
+        "dense", h, b.param("V", rng.normal(size=(N, N))), vector(b, rng, "c"),
+        activation="silu"))
+    with pytest.raises(ValueError, match="fused silu cannot be differentiated"):
+        gradients(graph, graph.outputs[0])
 
 
 def network(loss, dropout, n_out=3):

@@ -171,6 +171,10 @@ NON_FINITE_MODELS = {
     "leaky_tanh_relu": (lambda: [dlc.Dense(20), dlc.LeakyReLU(alpha=0.1), dlc.Tanh(),
                                  dlc.ReLU()], OVERFLOW_INPUTS, activation_weights),
     "sigmoid": (lambda: [dlc.Dense(20), dlc.Sigmoid()], OVERFLOW_INPUTS, activation_weights),
+    # Dense + ELU and Dense + SiLU in dlc_dense after the product; a SiLU on its own.
+    "elu_silu": (lambda: [dlc.Dense(20), dlc.ELU(alpha=0.5), dlc.SiLU()], OVERFLOW_INPUTS,
+                 activation_weights),
+    "silu": (lambda: [dlc.Dense(20), dlc.SiLU()], OVERFLOW_INPUTS, activation_weights),
     "softmax": (lambda: [dlc.Dense(4), dlc.Softmax()], SOFTMAX_INPUTS, softmax_weights),
 }
 
@@ -207,6 +211,10 @@ def test_reference_has_the_non_finite_values_the_case_needs(model, dtype):
         assert np.isinf(expected).any() and (expected == 0).any()
     if model == "sigmoid":   # sigmoid(+-inf) = 1, 0
         assert (expected == 1).any() and (expected == 0).any()
+    if model == "silu":      # silu(inf) = inf, silu(-inf) = 0
+        assert np.isinf(expected).any() and (expected == 0).any()
+    if model == "elu_silu":  # elu(-inf) = -0.5, silu(-0.5) < 0
+        assert np.isclose(expected, -0.5 / (1 + np.exp(0.5)), rtol=1e-6).any()
     if model == "softmax":   # NaN rows; rows of exact 0s and a 1
         np.testing.assert_array_equal(np.isnan(expected).all(axis=1), [1, 1, 0, 1, 0])
         np.testing.assert_array_equal(expected[[2, 4]], [[0, 0, 0, 1], [1, 0, 0, 0]])

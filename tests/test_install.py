@@ -47,4 +47,4 @@ def test_non_editable_install_compiles_a_model(tmp_path):
     installed = Path(done.stdout.split()[-1]).parent
     assert (installed / "templates" / "model.c.j2").is_file()
     assert (installed / "templates" / "ops" / "dense.c.j2").is_file()
-    assert (installed / "runtime" / "gemm.c").is_file()
+    assert (installed / "runtime" / "gemm.h").is_file()

@@ -1,70 +1,69 @@
-"""Every op in the registry, compiled to C, equals the NumPy reference."""
+"""Every op in the registry, compiled to C, equals the NumPy reference; every op's
+reference follows its shape rule, on the example inputs the registry gives for it."""
 import numpy as np
 import pytest
 
 from dlc import interpreter
 from dlc.api import compile_graph
 from dlc.ir import BATCH, GraphBuilder, TensorType, dtype_code
-from dlc.ops import OPS
+from dlc.ops import ACTIVATIONS, OPS, infer_type
 from helpers import assert_matches
-
-N = 13  # features: not a multiple of any vector width
-
-
-def vector(rng, dtype, low=None, high=None):
-    if low is None:
-        return rng.normal(size=N).astype(dtype)
-    return rng.uniform(low, high, size=N).astype(dtype)
-
-
-# One case per op: (extra params as a function of rng and dtype, attributes).
-CASES = {
-    "dense": (lambda rng, dt: [rng.normal(size=(N, 7)).astype(dt), rng.normal(size=7).astype(dt)],
-              {}),
-    "relu": (lambda rng, dt: [], {}),
-    "leaky_relu": (lambda rng, dt: [], {"alpha": 0.1}),
-    "sigmoid": (lambda rng, dt: [], {}),
-    "tanh": (lambda rng, dt: [], {}),
-    "softmax": (lambda rng, dt: [], {}),
-    "batchnorm": (lambda rng, dt: [vector(rng, dt), vector(rng, dt), vector(rng, dt),
-                                   vector(rng, dt, 0.1, 3.0)], {"eps": 1e-5}),
-    "normalize": (lambda rng, dt: [vector(rng, dt), vector(rng, dt, 0.1, 3.0)], {"eps": 1e-8}),
-    "dropout": (lambda rng, dt: [], {"keep_prob": 0.5}),
-    "matmul_nt": (lambda rng, dt: [rng.normal(size=(7, N)).astype(dt)], {}),
-}
-DENSE_ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"]
-
-
-def test_every_registered_op_has_a_case():
-    missing = {name for name, op in OPS.items() if op.template} - set(CASES) - TRAINING_ONLY
-    assert not missing, f"ops without a C-vs-reference case: {missing}"
-
 
 # Ops of training graphs (two batched operands, scalar or per-parameter results): tested
 # C against reference by tests/test_train_c_vs_reference.py, which checks that its
 # training graphs use every one of them.
 TRAINING_ONLY = {
     "matmul_tn", "sum_rows", "relu_grad", "leaky_relu_grad", "sigmoid_grad", "tanh_grad",
-    "softmax_grad", "normalize_grad", "batch_mean", "batch_var", "batchnorm_train",
-    "batchnorm_backward", "batchnorm_dgamma", "dropout_train", "add", "ones_like",
-    "softmax_cross_entropy", "softmax_cross_entropy_grad", "sigmoid_cross_entropy",
-    "sigmoid_cross_entropy_grad", "mse", "mse_grad", "l2_penalty", "l2_penalty_grad",
-    "l1_penalty", "l1_penalty_grad", "ewma", "ewma_sq", "sgd_step", "rmsprop_step", "adam_step",
+    "elu_grad", "silu_grad", "softmax_grad", "normalize_grad", "batch_mean", "batch_var",
+    "batchnorm_train", "batchnorm_backward", "batchnorm_dgamma", "dropout_train", "add",
+    "ones_like", "softmax_cross_entropy", "softmax_cross_entropy_grad",
+    "sigmoid_cross_entropy", "sigmoid_cross_entropy_grad", "mse", "mse_grad", "l2_penalty",
+    "l2_penalty_grad", "l1_penalty", "l1_penalty_grad", "ewma", "ewma_sq", "sgd_step",
+    "rmsprop_step", "adam_step",
 }
+# Ops with a kernel of their own that an inference graph of one op can run.
+INFERENCE_OPS = sorted(name for name, op in OPS.items()
+                       if op.kernel.template is not None and name not in TRAINING_ONLY)
 
 
-def single_op_graph(op, dtype, rng, attrs):
-    make_params, _ = CASES[op]
+def test_every_op_has_examples_and_a_c_test():
+    assert not [name for name, op in OPS.items() if op.examples is None]
+    fused_only = {name for name, op in OPS.items() if op.kernel.template is None}
+    assert fused_only <= TRAINING_ONLY      # computed inside a fused optimizer update
+    assert set(TRAINING_ONLY) <= set(OPS)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_reference_follows_the_shape_rule(op):
+    """On its examples, an op's NumPy reference gives the shape and dtype its shape rule
+    says (the batch dimension stands for the example's rows)."""
+    rows = 5
+    for dtype in (np.float32, np.float64):
+        inputs, attrs = OPS[op].examples(np.random.default_rng(0), dtype, rows)
+        types = [TensorType((BATCH, *a.shape[1:]) if a.ndim == 2 and a.shape[0] == rows
+                            else a.shape, dtype_code(dtype)) for a in inputs]
+        out_type = infer_type(op, types, attrs)
+        with np.errstate(all="ignore"):
+            out = np.asarray(OPS[op].numpy(*inputs, **attrs))
+        expected = tuple(rows if d == BATCH else d for d in out_type.shape)
+        assert out.shape == expected and out.dtype == dtype, (op, out.shape, out.dtype)
+
+
+def single_op_graph(op, dtype, rng, attrs=None):
+    """x (B, N) through the op, its other operands parameters from the op's examples."""
+    (x, *operands), example_attrs = OPS[op].examples(rng, dtype, 1)
     b = GraphBuilder()
-    x = b.input("x", TensorType((BATCH, N), dtype_code(dtype)))
-    params = [b.param(f"p{i}", v) for i, v in enumerate(make_params(rng, dtype))]
-    out = b.add(op, x, *params, layer=f"test_{op}", **attrs)
+    xin = b.input("x", TensorType((BATCH, x.shape[1]), dtype_code(dtype)))
+    params = [b.param(f"p{i}", v) for i, v in enumerate(operands)]
+    out = b.add(op, xin, *params, layer=f"test_{op}",
+                **(example_attrs if attrs is None else attrs))
     return b.build([out])
 
 
-def check_op(op, dtype, batch, attrs, scale_input=3.0):
+def check_op(op, dtype, batch, attrs=None, scale_input=3.0):
     rng = np.random.default_rng(batch)
     graph = single_op_graph(op, dtype, rng, attrs)
+    N = graph.inputs["%x"].shape[1]
     X = (rng.normal(size=(batch, N)) * scale_input).astype(dtype)
     lib = compile_graph(graph)
     (expected,), _ = interpreter.run(graph, {"%x": X})
@@ -73,22 +72,23 @@ def check_op(op, dtype, batch, attrs, scale_input=3.0):
 
 @pytest.mark.parametrize("batch", [1, 7, 64, 1000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("op", sorted(CASES))
+@pytest.mark.parametrize("op", INFERENCE_OPS)
 def test_op_c_equals_reference(op, dtype, batch):
-    check_op(op, dtype, batch, CASES[op][1])
+    check_op(op, dtype, batch)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("activation", DENSE_ACTIVATIONS)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 def test_dense_epilogue_activations(activation, dtype):
     check_op("dense", dtype, 65, {"activation": activation, "alpha": 0.2})
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("op", ["softmax", "sigmoid", "tanh"])
+@pytest.mark.parametrize("op", ["softmax", "sigmoid", "tanh", "elu", "silu"])
 def test_extreme_inputs_stay_finite(op, dtype):
     """Logits of +-1000 give no inf or NaN, in C and in the reference."""
-    graph = single_op_graph(op, dtype, np.random.default_rng(0), {})
+    graph = single_op_graph(op, dtype, np.random.default_rng(0))
+    N = graph.inputs["%x"].shape[1]
     X = np.array([[1000, -1000] + [0] * (N - 2), [-1000] * N, [1000] * N], dtype=dtype)
     lib = compile_graph(graph)
     got = lib.predict(X)
@@ -106,7 +106,8 @@ def test_float32_softmax_exp_is_accurate_over_its_range():
     """The vectorised float32 exp behind softmax: exp(x) / exp(0) within 4 float32 eps of
     exp (float64), the exp's 1.3 ulp plus the softmax's roundings, for arguments from 0
     down to -87, and tiny (0, not garbage) below, where expf turns denormal."""
-    graph = single_op_graph("softmax", np.float32, np.random.default_rng(0), {})
+    graph = single_op_graph("softmax", np.float32, np.random.default_rng(0))
+    N = graph.inputs["%x"].shape[1]
     lib = compile_graph(graph)
     # Row max 0 in the first column, so softmax = exp(x) / (1 + sum of the others).
     offsets = np.linspace(-87, -0.5, 4001).astype(np.float32)

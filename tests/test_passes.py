@@ -16,7 +16,7 @@ from dlc.passes.eliminate_dead import eliminate_dead
 from dlc.passes.fold_batchnorm import fold_batchnorm, fold_batchnorm_params
 from dlc.passes.fold_normalize import fold_normalize, fold_normalize_params
 from dlc.passes.fuse_epilogue import fuse_epilogue
-from dlc.passes.plan_memory import IN_PLACE_TEMPLATES, last_uses, plan_memory
+from dlc.passes.plan_memory import last_uses, plan_memory
 from dlc.passes.remove_dropout import remove_dropout
 from dlc.verify import VerifyError, verify
 from helpers import assert_matches, random_model, randomize_batchnorm
@@ -362,7 +362,7 @@ def test_fuse_skips_shared_dense_outputs():
 def test_every_activation_fuses(activation):
     rng = np.random.default_rng(5)
     b, x = builder()
-    attrs = {"alpha": 0.2} if activation == "leaky_relu" else {}
+    attrs = {"alpha": 0.2} if ACTIVATIONS[activation].attrs else {}
     graph = b.build([b.add(activation, add_dense(b, x, 6, 4, rng), **attrs)])
     after = verify(fuse_epilogue(graph))
     assert [(n.op, n.attrs["activation"]) for n in after.nodes] == [("dense", activation)]
@@ -415,7 +415,7 @@ def check_plan(graph, plan, rows):
                 continue
             first, second = (u, v) if ad < bd else (v, u)
             node = nodes[second]
-            assert (OPS[node.op].template in IN_PLACE_TEMPLATES and node.inputs[0] == first
+            assert (OPS[node.op].kernel.in_place and node.inputs[0] == first
                     and last[first] == index[second] and spans[first][:2] == spans[second][:2]), \
                 f"{u} and {v} overlap while both alive"
 

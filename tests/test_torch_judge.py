@@ -43,23 +43,27 @@ LOSSES = {"cross_entropy": (dlc.Softmax, lambda: torch.nn.CrossEntropyLoss()),
           "binary_cross_entropy": (dlc.Sigmoid, lambda: torch.nn.BCEWithLogitsLoss()),
           "mse": (dlc.Tanh, lambda: torch.nn.MSELoss())}
 
+HIDDEN = {"relu": (dlc.ReLU, torch.nn.ReLU), "elu": (lambda: dlc.ELU(alpha=0.8),
+                                                      lambda: torch.nn.ELU(alpha=0.8)),
+          "silu": (dlc.SiLU, torch.nn.SiLU)}
 
-def dlc_net(batchnorm, loss):
+
+def dlc_net(batchnorm, loss, hidden="relu"):
     """Batch norm follows tanh: a bias right before it has a zero gradient that both
     sides compute as different rounding noise."""
     layers = [dlc.Input(5), dlc.Dense(8), dlc.Tanh()]
     layers += [dlc.BatchNorm(momentum=0.9)] if batchnorm else []
-    layers += [dlc.Dense(6), dlc.ReLU(), dlc.Dense(3), LOSSES[loss][0]()]
+    layers += [dlc.Dense(6), HIDDEN[hidden][0](), dlc.Dense(3), LOSSES[loss][0]()]
     return dlc.Sequential(layers, dtype="float64", seed=3)
 
 
-def torch_net(net, batchnorm, loss):
+def torch_net(net, batchnorm, loss, hidden="relu"):
     """The same network in torch, holding a copy of the dlc initial weights."""
     p = net.get_params()
     modules = [torch.nn.Linear(5, 8), torch.nn.Tanh()]
     if batchnorm:
         modules.append(torch.nn.BatchNorm1d(8, eps=1e-5, momentum=0.1))
-    modules += [torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)]
+    modules += [torch.nn.Linear(8, 6), HIDDEN[hidden][1](), torch.nn.Linear(6, 3)]
     if loss == "mse":
         modules.append(torch.nn.Tanh())
     model = torch.nn.Sequential(*modules).double()
@@ -106,10 +110,10 @@ def train_torch(model, linears, optimizer, loss, l2, X, Y):
             opt.step()
 
 
-def check_against_torch(optimizer, batchnorm, loss, l2):
+def check_against_torch(optimizer, batchnorm, loss, l2, hidden="relu"):
     X, Y = data(loss)
-    net = dlc_net(batchnorm, loss)
-    model, linears = torch_net(net, batchnorm, loss)
+    net = dlc_net(batchnorm, loss, hidden)
+    model, linears = torch_net(net, batchnorm, loss, hidden)
     trainer = compile_trainer(net, loss=loss, optimizer=OPTIMIZERS[optimizer][0](), l2=l2,
                               flags=("-O1",))
     trainer.fit(X, Y, epochs=EPOCHS, batch_size=BATCH, seed=SEED, progress=False)
@@ -143,3 +147,9 @@ def test_cross_entropy_training_matches_torch(optimizer, batchnorm, l2):
 @pytest.mark.parametrize("loss", ["binary_cross_entropy", "mse"])
 def test_other_losses_match_torch(loss):
     check_against_torch("adam", True, loss, 0.5)
+
+
+@pytest.mark.parametrize("hidden", ["elu", "silu"])
+def test_hidden_activations_match_torch(hidden):
+    """torch.nn.ELU and torch.nn.SiLU, forward and backward, through 20 Adam steps."""
+    check_against_torch("adam", True, "cross_entropy", 0.0, hidden)

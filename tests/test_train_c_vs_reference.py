@@ -44,7 +44,8 @@ def make_net(dtype, dropout, batchnorm, loss):
     layers += [dlc.Dropout(keep_prob=0.7)] if dropout else []
     layers += [dlc.Dense(8), dlc.Normalize(mean=np.full(8, 0.1), var=np.full(8, 2.0)),
                dlc.LeakyReLU(alpha=0.1),
-               dlc.Dense(7), dlc.Sigmoid(), dlc.Dense(6), dlc.ReLU(), dlc.Dense(n_out), output()]
+               dlc.Dense(7), dlc.Sigmoid(), dlc.Dense(6), dlc.ReLU(), dlc.Dense(6),
+               dlc.ELU(alpha=0.8), dlc.Dense(5), dlc.SiLU(), dlc.Dense(n_out), output()]
     return dlc.Sequential(layers, dtype=dtype, seed=7)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir import Graph
-from ..ops import ACTIVATIONS
+from ..ops import OPS
 from .rewrite import rename_uses, sole_user
 
 
@@ -22,7 +22,8 @@ def next_fusable(graph: Graph):
     the activation is its only reader; else None."""
     for dense in graph.nodes:
         act = sole_user(graph, dense.out) if dense.op == "dense" else None
-        if act is not None and act.op in ACTIVATIONS and dense.attrs["activation"] == "none":
+        if (act is not None and OPS[act.op].kernel.fuses_into_dense
+                and dense.attrs["activation"] == "none"):
             return act, dense
     return None
 

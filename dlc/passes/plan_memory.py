@@ -10,8 +10,6 @@ from ..ir import Graph
 from ..ops import OPS
 
 ALIGN = 16  # elements; keeps every buffer 64-byte aligned in float32
-# Kernels that may write their result over their first operand (element by element).
-IN_PLACE_TEMPLATES = frozenset({"activation", "batchnorm", "normalize", "softmax"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def plan_memory(graph: Graph, rows: int, exclude=frozenset()) -> MemoryPlan:
 
 def in_place_block(graph, node, i, live, offsets, last, length):
     """The live block of ``node``'s first operand when the result may overwrite it."""
-    if OPS[node.op].template not in IN_PLACE_TEMPLATES or not node.inputs:
+    if not OPS[node.op].kernel.in_place or not node.inputs:
         return None
     x = node.inputs[0]
     if x not in offsets or last.get(x) != i or x in node.inputs[1:]:

@@ -22,9 +22,15 @@
  * plain loop, runs; it stays as the algorithmic reference.
  *
  * The packed blocks live in the caller's workspace (a dlc_scratch), never on the
- * stack: dlc sizes them for the products of each program (gemm_blocks in dlc/codegen.py)
+ * stack: dlc sizes them for the products of each program (gemm_blocks in dlc/layout.py)
  * with the block sizes below, which -D may lower but not raise.  -DDLC_SCALAR_GEMM builds
  * the plain loop, which needs no blocks. */
+#ifndef DLC_GEMM_H
+#define DLC_GEMM_H
+
+#include "activations.h"
+#include "dlc_runtime.h"
+#include "dlc_vec.h"
 
 /* What to do with a finished tile: add a bias per column, then a piecewise
  * linear activation (DLC_ACT_NONE, _RELU or _LEAKY_RELU). */
@@ -90,21 +96,8 @@ static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t
     }
 }
 
-#if defined(__GNUC__) && !defined(DLC_SCALAR_GEMM)
+#ifdef DLC_VEC
 
-/* One vector register (32 bytes with AVX, else 16) and the mask type of its comparisons. */
-#ifdef __AVX__
-#define DLC_VEC_BYTES 32
-#else
-#define DLC_VEC_BYTES 16
-#endif
-typedef dlc_real dlc_vec __attribute__((vector_size(DLC_VEC_BYTES)));
-#if DLC_DOUBLE
-typedef long long dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
-#else
-typedef int dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
-#endif
-#define DLC_VL (DLC_VEC_BYTES / sizeof(dlc_real))
 #define DLC_MR 6                                /* rows of the register tile */
 #define DLC_NR (2 * DLC_VL)                     /* columns: two vectors */
 #ifndef DLC_KC                                 /* block sizes, overridable with -D */
@@ -118,70 +111,12 @@ typedef int dlc_mask __attribute__((vector_size(DLC_VEC_BYTES)));
 #endif
 #define DLC_SMALL_M 4                           /* fewer rows: no packing */
 #define DLC_IN_PLACE_BYTES 1024                 /* rows this close are read in place */
-/* dlc plans the blocks for these defaults and the widest vectors (dlc/codegen.py). */
+/* dlc plans the blocks for these defaults and the widest vectors (dlc/layout.py). */
 typedef char dlc_blocks_fit_the_planned_scratch[
     DLC_MC <= 72 && DLC_NC <= 256 && DLC_KC * sizeof(dlc_real) <= 1024
     && DLC_NR * sizeof(dlc_real) <= 64 && DLC_MR == 6 && DLC_SMALL_M == 4
     && DLC_IN_PLACE_BYTES == 1024 ? 1 : -1];
 #define DLC_PARALLEL_MACS (1L << 20)            /* less work: one thread (fork/join costs) */
-
-static inline dlc_vec dlc_load(const dlc_real *p)
-{
-    dlc_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void dlc_store(dlc_real *p, dlc_vec v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
-#if DLC_VEC_BYTES == 32 && !DLC_DOUBLE
-#define DLC_TURN8 1                             /* dlc_turn8 exists */
-/* Lanes i0.. i7 of the 16 in a then b (clang and gcc spell the builtin differently). */
-#ifdef __clang__
-#define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
-    __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
-#else
-#define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
-    __builtin_shuffle(a, b, (dlc_mask){i0, i1, i2, i3, i4, i5, i6, i7})
-#endif
-
-/* The 8 x 8 block r[0..8) transposed in place, by three rounds of shuffles that each
- * map to one AVX instruction. */
-static inline void dlc_transpose8(dlc_vec *r)
-{
-    dlc_vec a[8], b[8];
-    for (int i = 0; i < 8; i += 2) {
-        a[i] = DLC_SHUFFLE8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        a[i + 1] = DLC_SHUFFLE8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        for (int h = 0; h < 2; h++) {
-            b[i + 2 * h] = DLC_SHUFFLE8(a[i + h], a[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            b[i + 2 * h + 1] = DLC_SHUFFLE8(a[i + h], a[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = DLC_SHUFFLE8(b[i], b[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[i + 4] = DLC_SHUFFLE8(b[i], b[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
-
-/* dst[r * ld_dst + c] = src[c * ld_src + r] for r, c < 8: an 8 x 8 block turned. */
-static inline void dlc_turn8(const dlc_real *src, size_t ld_src, dlc_real *dst, size_t ld_dst)
-{
-    dlc_vec v[8];
-    for (size_t r = 0; r < 8; r++) {
-        v[r] = dlc_load(src + r * ld_src);
-    }
-    dlc_transpose8(v);
-    for (size_t r = 0; r < 8; r++) {
-        dlc_store(dst + r * ld_dst, v[r]);
-    }
-}
-#endif
 
 /* Bias and piecewise linear activation on one vector of columns j.. j+DLC_VL-1;
  * bit for bit what dlc_epilogue1 computes (dlc_relu, dlc_leaky_relu: on the bits). */
@@ -626,3 +561,15 @@ static inline void dlc_gemm_bias_act(const dlc_scratch *scratch,
     const dlc_epilogue ep = {bias, act, alpha};
     dlc_gemm_ex(scratch, trans_a, trans_b, M, N, K, A, lda, B, ldb, panel, 0, C, ldc, &ep);
 }
+
+/* C = op(A) op(B) + beta C: the matrix products of the backward pass. */
+static inline void dlc_gemm(const dlc_scratch *scratch,
+                            int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                            const dlc_real *A, size_t lda, const dlc_real *B, size_t ldb,
+                            dlc_real beta, dlc_real *C, size_t ldc)
+{
+    const dlc_epilogue none = {NULL, DLC_ACT_NONE, 0};
+    dlc_gemm_ex(scratch, trans_a, trans_b, M, N, K, A, lda, B, ldb, 0, beta, C, ldc, &none);
+}
+
+#endif

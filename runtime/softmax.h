@@ -1,41 +1,11 @@
-/* dlc runtime: forward kernels.  All matrices are row-major; a batch of
- * `rows` examples is (rows, n).  Kernels never write to their inputs. */
+/* dlc runtime: softmax over each row, its gradient, and the exp behind both (and behind
+ * the softmax cross-entropy).  All matrices are row-major; a batch of `rows` examples
+ * is (rows, n). */
+#ifndef DLC_SOFTMAX_H
+#define DLC_SOFTMAX_H
 
-/* Sigmoid without overflow: exp() only ever sees a non-positive argument.  NaN gives
- * NaN (the second branch), +-inf 1 and 0. */
-static inline dlc_real dlc_sigmoid1(dlc_real z)
-{
-    if (z >= 0) {
-        return 1 / (1 + dlc_exp(-z));
-    }
-    dlc_real e = dlc_exp(z);
-    return e / (1 + e);
-}
-
-static inline dlc_real dlc_activate1(int act, dlc_real alpha, dlc_real z)
-{
-    switch (act) {
-    case DLC_ACT_RELU:
-        return dlc_relu(z);
-    case DLC_ACT_LEAKY_RELU:
-        return dlc_leaky_relu(z, alpha);
-    case DLC_ACT_SIGMOID:
-        return dlc_sigmoid1(z);
-    case DLC_ACT_TANH:
-        return dlc_tanh(z);
-    default:
-        return z;
-    }
-}
-
-/* y[i] = act(x[i]) for n values; x and y may be the same buffer. */
-static inline void dlc_activation(size_t n, int act, dlc_real alpha,
-                                  const dlc_real *x, dlc_real *y)
-{
-    for (size_t i = 0; i < n; i++) {
-        y[i] = dlc_activate1(act, alpha, x[i]);
-    }
-}
+#include "dlc_runtime.h"
+#include "dlc_vec.h"
 
 #if DLC_DOUBLE
 #define dlc_exp_nonpositive exp
@@ -73,8 +43,9 @@ static inline float dlc_exp_nonpositive(float x)
 }
 #endif
 
-/* Whether softmax is NaN over the row x[0..n), as NumPy's exp(x - max) / sum makes it: the row holds a NaN or +inf, or is all -inf.  0 or all
- * ones; on the bits, which -ffinite-math-only leaves alone. */
+/* Whether softmax is NaN over the row x[0..n), as NumPy's exp(x - max) / sum makes it:
+ * the row holds a NaN or +inf, or is all -inf.  0 or all ones; on the bits, which
+ * -ffinite-math-only leaves alone. */
 static inline dlc_real_bits dlc_softmax_undefined(size_t n, const dlc_real *x)
 {
     int some_nan_or_inf = 0, all_minus_inf = 1;
@@ -218,38 +189,6 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
     dlc_softmax_by_row(rows - whole, n, x + whole * n, y + whole * n);
 }
 
-/* t[j] = x W[:, j] + b[j], j < n_out <= 12, for the 8 rows at x, on their side (lane r
- * from row r): a micro-kernel with rows in the lanes and 12 columns of sums in named
- * registers, reading x turned 64 columns at a time and W's first panel in place (12
- * columns of it; panel >= 12, zero-padded).  A classifier of 10 classes fills 10 of the
- * matrix multiply's 16 tile columns; here 10 of 12. */
-#define DLC_TURNED_COLUMNS 12
-#define DLC_TURNED_DEPTH 64
-#define DLC_TURNED_FMA(j) s##j += a * w[j]
-static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x,
-                                    const dlc_real *W, size_t panel, const dlc_real *b,
-                                    dlc_real (*t)[8])
-{
-    dlc_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0};
-    dlc_vec s6 = {0}, s7 = {0}, s8 = {0}, s9 = {0}, s10 = {0}, s11 = {0};
-    dlc_real xt[DLC_TURNED_DEPTH][8] __attribute__((aligned(32)));
-    for (size_t k0 = 0; k0 < n_in; k0 += DLC_TURNED_DEPTH) {
-        const size_t kc = n_in - k0 < DLC_TURNED_DEPTH ? n_in - k0 : DLC_TURNED_DEPTH;
-        dlc_to_lanes(kc, x + k0, n_in, xt);
-        const dlc_real *w = W + k0 * panel;
-        for (size_t k = 0; k < kc; k++, w += panel) {
-            const dlc_vec a = dlc_load(xt[k]);
-            DLC_TURNED_FMA(0); DLC_TURNED_FMA(1); DLC_TURNED_FMA(2); DLC_TURNED_FMA(3);
-            DLC_TURNED_FMA(4); DLC_TURNED_FMA(5); DLC_TURNED_FMA(6); DLC_TURNED_FMA(7);
-            DLC_TURNED_FMA(8); DLC_TURNED_FMA(9); DLC_TURNED_FMA(10); DLC_TURNED_FMA(11);
-        }
-    }
-    const dlc_vec sums[DLC_TURNED_COLUMNS] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11};
-    for (size_t j = 0; j < n_out; j++) {
-        dlc_store(t[j], sums[j] + b[j]);
-    }
-}
-
 #else
 static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
 {
@@ -257,52 +196,20 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
 }
 #endif
 
-/* y = softmax(x W + b): a dense layer with its softmax fused.  With 8-float vectors, the
- * logits of each 8 rows are computed on their side and kept there for the softmax; other
- * shapes, and leftover rows, take the matrix multiply, then the softmax. */
-static inline void dlc_dense_softmax(const dlc_scratch *scratch,
-                                     size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
-                                     const dlc_real *W, size_t panel, const dlc_real *b,
-                                     dlc_real *y)
+/* Softmax backward: y is the softmax output (rows, n); dx = y * (dy - sum(dy * y)). */
+static inline void dlc_softmax_grad(size_t rows, size_t n, const dlc_real *dy,
+                                    const dlc_real *y, dlc_real *dx)
 {
-    size_t whole = 0;
-#ifdef DLC_TURN8
-    if (n_out <= DLC_TURNED_COLUMNS && panel >= DLC_TURNED_COLUMNS) {
-        whole = rows / 8 * 8;
-    }
-    dlc_real t[DLC_TURNED_COLUMNS][8] __attribute__((aligned(32)));
-    for (size_t i = 0; i < whole; i += 8) {
-        dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
-        dlc_store_shifted(n_out, t, y + i * n_out);
-    }
-    dlc_finish_turned(whole, n_out, y);
-#endif
-    if (whole < rows) {
-        dlc_real *rest = y + whole * n_out;
-        dlc_gemm_bias_act(scratch, 0, 0, rows - whole, n_out, n_in, x + whole * n_in, n_in,
-                          W, n_out, panel, rest, n_out, b, DLC_ACT_NONE, 0);
-        dlc_softmax(rows - whole, n_out, rest, rest);
+    for (size_t i = 0; i < rows; i++) {
+        const dlc_real *dyi = dy + i * n, *yi = y + i * n;
+        dlc_real dot = 0;
+        for (size_t j = 0; j < n; j++) {
+            dot += dyi[j] * yi[j];
+        }
+        for (size_t j = 0; j < n; j++) {
+            dx[i * n + j] = yi[j] * (dyi[j] - dot);
+        }
     }
 }
 
-/* Dense layer: x is (rows, n_in), W is (n_in, n_out), row-major or, with panel > 0,
- * packed by dlc as column panels (see dlc_b_column), b is (n_out), y is (rows, n_out)
- * = act(x W + b).  The bias and a piecewise linear activation run in the matrix
- * multiply's epilogue; sigmoid and tanh, which cost more than the pass over y, follow it;
- * softmax has a kernel of its own. */
-static inline void dlc_dense(const dlc_scratch *scratch,
-                             size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
-                             const dlc_real *W, size_t panel, const dlc_real *b, dlc_real *y,
-                             int act, dlc_real alpha)
-{
-    if (act == DLC_ACT_SOFTMAX) {
-        dlc_dense_softmax(scratch, rows, n_in, n_out, x, W, panel, b, y);
-        return;
-    }
-    const int fused = act == DLC_ACT_RELU || act == DLC_ACT_LEAKY_RELU;
-    dlc_gemm_bias_act(scratch, 0, 0, rows, n_out, n_in, x, n_in, W, n_out, panel, y, n_out,
-                      b, fused ? act : DLC_ACT_NONE, alpha);
-    if (!fused && act != DLC_ACT_NONE) {
-        dlc_activation(rows * n_out, act, alpha, y, y);
-    }
-}
+#endif

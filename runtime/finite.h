@@ -1,4 +1,8 @@
 /* dlc runtime: the input check of a library's entry point. */
+#ifndef DLC_FINITE_H
+#define DLC_FINITE_H
+
+#include "dlc_runtime.h"
 
 /* Whether x[0..n) holds no NaN or inf.  On the bits: the largest magnitude has the
  * exponent all ones exactly when some value is not finite; an integer max reduction
@@ -12,3 +16,5 @@ static inline int dlc_all_finite(size_t n, const dlc_real *x)
     }
     return largest < DLC_INF_BITS;
 }
+
+#endif

@@ -325,6 +325,7 @@ def test_failures_are_recorded_and_the_search_goes_on(tmp_path):
 
 
 def test_constraints_fail_violators_before_training():
+    stdout = sys.stdout         # builds in threads once left a swallowing sys.stdout behind
     with ThreadPoolExecutor(2) as pool:
         result = tune.search(tiny_build, TINY, train=TRAIN, dev=DEV, trials=6, rounds=1,
                              epochs=2, executor=pool, max_param_bytes=300)
@@ -339,6 +340,7 @@ def test_constraints_fail_violators_before_training():
             assert t.status == "ok" and t.epochs == 2
     assert all(t.status == "failed" and "max_latency_us" in t.error and t.epochs == 0
                for t in slow.trials)
+    assert sys.stdout is stdout
 
 
 def test_optuna_objective_reports_every_epoch_and_prunes():

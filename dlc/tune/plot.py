@@ -29,6 +29,8 @@ def plot(result, path, title: str = None) -> str:
     for k, (name, scale) in enumerate(space.items()):
         ax = fig.add_subplot(rows, cols, k + 1)
         draw_parameter(ax, name, scale, result.boxes, scored, colours)
+        if k == 0:
+            ax.legend(fontsize="x-small")
     ax = fig.add_subplot(rows, cols, n_panels)
     draw_best_so_far(ax, result.trials, colours)
     if title:
@@ -70,7 +72,9 @@ def draw_parameter(ax, name, scale, boxes, scored, colours) -> None:
     if isinstance(scale, Choice):
         ax.set_xticks(range(len(scale.values)), [str(v) for v in scale.values])
     elif scale.log:
+        from matplotlib.ticker import NullFormatter
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())   # minor labels overlap on short ranges
 
 
 def draw_best_so_far(ax, trials, colours) -> None:

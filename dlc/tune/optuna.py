@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 from ..checks import check_int
-from .space import Choice, IntLogUniform, IntUniform, LogUniform, OneMinusLogUniform, Params
+from .space import (Choice, IntLogUniform, IntUniform, LogUniform, OneMinusLogUniform, Params,
+                    check_space)
 from .search import check_data
 from .trial import check_trainer, dev_error
 
@@ -32,7 +33,6 @@ def optuna_objective(build, train, dev, epochs: int, space: dict = None):
     (1 - accuracy; the mse for regression) after each, and stops with
     ``optuna.TrialPruned`` when the study's pruner says so.  A ``batch_size`` parameter
     is fit's batch size."""
-    from .space import check_space
     X, Y, Xd, Yd = check_data(train, dev)
     epochs = check_int(epochs, "epochs", low=1)
     space = None if space is None else check_space(space)

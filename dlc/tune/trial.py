@@ -15,6 +15,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..api import compile as compile_model
+from ..inspect import inspect
 from .space import Params, SpaceError
 
 STATUSES = ("ok", "pruned", "failed")
@@ -196,7 +198,6 @@ def measure_footprint(trial: Trial, trainer, x1: np.ndarray, constraints: dict):
     """Record the inference model's parameter and workspace bytes (from shapes) and its
     batch-1 latency; returns the first constraint violated (a message) or None.  The
     sizes are checked before the inference model is compiled."""
-    from .. import compile as compile_model, inspect
     report = inspect(trainer.net)
     trial.param_bytes, trial.workspace_bytes = report.param_bytes_after, report.workspace_bytes
     for name, value in (("max_param_bytes", trial.param_bytes),

@@ -32,4 +32,7 @@ def __getattr__(name):
     if name == "from_sklearn":
         from .sklearn import from_sklearn
         return from_sklearn
+    if name == "tune":          # the search: loaded on use, as it brings executors along
+        import importlib
+        return importlib.import_module(".tune", __name__)
     raise AttributeError(f"module 'dlc' has no attribute {name!r}")

@@ -5,9 +5,7 @@ place atomically, so concurrent builds of the same model never see half a file.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import importlib.util
 import os
 import shlex
@@ -124,9 +122,10 @@ def build(header: str, source: str, cc=None, flags=DEFAULT_FLAGS, directory=None
     def emit(c_file: Path, name: str) -> None:
         ffi = cffi.FFI()
         ffi.cdef(header)
-        ffi.set_source(name, source)
-        with contextlib.redirect_stdout(io.StringIO()):   # cffi announces "generating ..."
-            ffi.emit_c_code(str(c_file))
+        # Quietly: cffi would announce "generating ...", and redirecting sys.stdout around
+        # it is not thread-safe (two threads building at once leave stdout swallowed).
+        ffi.set_source(name, source, compiler_verbose=False)
+        ffi.emit_c_code(str(c_file))
 
     module = _cached_module("_dlc", emit, (header, source, cffi.__version__), cc, flags,
                             directory, unique_name=True)

@@ -70,7 +70,26 @@ def test_from_pytorch_demo(tmp_path, capsys):
     assert type(result["net"].layers[0]).__name__ == "Normalize"
 
 
-@pytest.mark.parametrize("name", ["digits", "breast_cancer", "from_pytorch"])
+def test_tune_digits_demo(tmp_path, capsys):
+    """A quick search (3 trials, one per round, 2 epochs, threads); the best one's test
+    accuracy is the reference interpreter's on its trained weights."""
+    result = load_example("tune_digits").main(["--out", str(tmp_path), "--trials", "3",
+                                               "--epochs", "2", "--executor", "threads",
+                                               "--no-progress"])
+    printed = capsys.readouterr().out
+    search = result["result"]
+    assert len(search.trials) == 3 and len(search.boxes) == 3
+    assert f"best: trial {search.best.index}" in printed
+    X_test, y_test = result["test_set"]
+    reference = dlc.reference(result["trainer"].net).predict(X_test)
+    assert_matches(result["trainer"].predict(X_test), reference, np.float32, "tuned vs reference")
+    assert result["test_accuracy"] == pytest.approx(np.mean(reference.argmax(axis=1) == y_test))
+    assert f"{result['test_accuracy']:.2%}" in printed
+    assert result["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result["table"].read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "from_pytorch", "tune_digits"])
 def test_examples_run_as_scripts(name):
     out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
                          capture_output=True, text=True, check=True)

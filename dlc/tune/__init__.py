@@ -1,0 +1,17 @@
+"""Hyperparameter search: random points on linear and log scales, coarse to fine,
+successive halving, on local processes, any Executor or a Dask cluster.
+
+    space = {"lr": dlc.tune.LogUniform(1e-4, 1.0), "hidden": dlc.tune.IntLogUniform(16, 512)}
+    result = dlc.tune.search(build, space, train=(X, Y), dev=(Xd, Yd), trials=40, rounds=3)
+    result.best, result.table(), result.best_trainer(), dlc.tune.plot(result, "search.png")
+"""
+from .space import (Choice, IntLogUniform, IntUniform, LogUniform, OneMinusLogUniform,
+                    Params, Scale, SpaceError, Uniform)
+from .trial import Trial, train_trial
+from .search import SearchResult, search
+from .plot import plot
+from .optuna import optuna_objective
+
+__all__ = ["Uniform", "LogUniform", "OneMinusLogUniform", "IntUniform", "IntLogUniform",
+           "Choice", "Scale", "Params", "SpaceError", "Trial", "SearchResult", "search", "plot",
+           "optuna_objective", "train_trial"]

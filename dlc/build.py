@@ -154,6 +154,8 @@ def resolve_flags(flags) -> tuple:
                              "or a list of compiler flags")
         flags = FLAG_PRESETS[flags]
     try:
+        if isinstance(flags, (bytes, dict, set, frozenset)):
+            raise TypeError
         flags = tuple(flags)
     except TypeError:
         raise TypeError(f"flags must be a preset name {sorted(FLAG_PRESETS)} or a list of "

@@ -85,7 +85,7 @@ class Dense(Layer):
     def __init__(self, units: int, init: str = "he", name: str = None, in_features: int = None):
         super().__init__(name)
         self.units = check_int(units, f"Dense units{f' of {name!r}' if name else ''}", low=1)
-        if init not in INITS:
+        if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"unknown init {init!r} for {self.describe()}; use one of {sorted(INITS)}")
         self.init = init
         self.in_features = (None if in_features is None

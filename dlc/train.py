@@ -21,7 +21,7 @@ import numpy as np
 from . import interpreter
 from .autodiff import backward
 from .build import DEFAULT_FLAGS, build, resolve_flags
-from .checks import as_batch, cast_finite, check_int, check_real, first_bad_row
+from .checks import as_array, as_batch, cast_finite, check_int, check_real, first_bad_row
 from .codegen import generate_train_module
 from .layout import param_layout
 from .dsl import Model
@@ -577,7 +577,7 @@ def check_batch_size(batch_size, n_rows: int) -> int:
 def as_targets(Y, n_rows: int, n_out: int, loss: str, dtype, what: str = "Y") -> np.ndarray:
     """Targets as a (n_rows, n_out) array: integer class labels become one-hot for
     cross-entropy; a vector is one column for a single-output network."""
-    Y = np.asarray(Y)
+    Y = as_array(Y, what)
     if Y.dtype == object or not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool) \
             or np.iscomplexobj(Y):
         raise TypeError(f"{what} must hold real numbers, got dtype {Y.dtype}")

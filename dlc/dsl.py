@@ -274,6 +274,9 @@ class Sequential(Model):
     """A model as a list: ``dlc.Input(n)`` first, then layers applied in order."""
 
     def __init__(self, layers, dtype="float32", seed: int = 0):
+        if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"Sequential takes a list of layers, dlc.Input(n) first, got "
+                            f"{type(layers).__name__}")
         layers = list(layers)
         if not layers or not isinstance(layers[0], Tensor):
             raise TypeError("Sequential needs dlc.Input(n) as its first element")

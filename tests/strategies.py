@@ -139,11 +139,15 @@ def schedules():
         st.builds(dlc.StepDecay, factor=st.sampled_from([0.5, 0.1]), every=st.integers(1, 2)))
 
 
-def optimizers(schedule):
-    return st.one_of(
+def optimizers(schedule, adaptive: bool = True):
+    plain = [
         st.builds(dlc.SGD, lr=st.sampled_from([0.01, 0.1]), schedule=st.just(schedule)),
         st.builds(dlc.Momentum, lr=st.sampled_from([0.01, 0.1]),
-                  beta=st.sampled_from([0.5, 0.9]), schedule=st.just(schedule)),
+                  beta=st.sampled_from([0.5, 0.9]), schedule=st.just(schedule))]
+    if not adaptive:
+        return st.one_of(plain)
+    return st.one_of(
+        *plain,
         st.builds(dlc.RMSProp, lr=st.sampled_from([0.001, 0.01]),
                   beta2=st.sampled_from([0.9, 0.999]), schedule=st.just(schedule)),
         st.builds(dlc.Adam, lr=st.sampled_from([0.001, 0.01]),
@@ -158,7 +162,10 @@ def training_configs(draw, max_width: int = 40, max_depth: int = 4, max_rows: in
     thread count.  Batch norm follows only a curved activation: right after a dense
     layer (or another layer linear in the batch) the bias before it has an exactly zero
     gradient, which rounding turns into noise that RMSProp and Adam blow up to a full
-    step, a difference between two correct programs."""
+    step, a difference between two correct programs.  For the same reason RMSProp and
+    Adam train in float64 only: a float32 gradient that cancels to rounding noise (batch
+    norm over two rows makes one, as the fuzzer found) becomes a whole step of either
+    sign, while the steps of SGD and Momentum keep rounding noise as small as it is."""
     loss = draw(st.sampled_from(sorted(LOSSES)))
     n_in, layers = draw(layer_stacks(max_depth=max_depth, max_width=max_width,
                                      bn_after_linear=False, softmax=False))
@@ -169,6 +176,7 @@ def training_configs(draw, max_width: int = 40, max_depth: int = 4, max_rows: in
     elif draw(st.booleans()):
         layers.append((draw(st.sampled_from(["sigmoid", "tanh", "softmax"])), {}))
     dtype = draw(st.sampled_from(DTYPES))
+    optimizer = draw(optimizers(draw(schedules()), adaptive=dtype == "float64"))
     rows = draw(st.integers(1, max_rows))
     batch_size = draw(st.one_of(st.integers(1, rows), st.just(rows)))
     data_seed = draw(st.integers(0, 1 << 32))
@@ -176,7 +184,7 @@ def training_configs(draw, max_width: int = 40, max_depth: int = 4, max_rows: in
     l1 = draw(st.sampled_from([0.0, 0.0, 0.01]))
     return dict(
         n_in=n_in, layers=layers, dtype=dtype, model_seed=draw(st.integers(0, 1 << 32)),
-        loss=loss, optimizer=draw(optimizers(draw(schedules()))), l2=l2, l1=l1,
+        loss=loss, optimizer=optimizer, l2=l2, l1=l1,
         data=training_data(loss, n_in, n_out, rows, data_seed, dtype),
         batch_size=batch_size, epochs=draw(st.integers(1, 3)),
         seed=draw(st.integers(0, (1 << 24) - 1)), threads=draw(st.integers(1, 3)))

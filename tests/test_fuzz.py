@@ -27,6 +27,7 @@ from hypothesis import given, seed, settings, strategies as st
 import dlc
 from dlc import interpreter
 from dlc.passes import INFERENCE_PIPELINE
+from dlc.train import reference_trainer
 from strategies import (batches, build_model, config_model, examples, export_settings,
                         layer_stacks, models, train_options, training_configs)
 
@@ -166,7 +167,7 @@ def test_c_training_equals_the_reference_epoch_by_epoch(config):
     mid-training resumes bit for bit."""
     options = train_options(config)
     c = dlc.compile(config_model(config), mode="train", flags=TRAIN_FLAGS, **options)
-    ref = dlc.train.reference_trainer(config_model(config), **options)
+    ref = reference_trainer(config_model(config), **options)
     other = dlc.compile(config_model(config), mode="train", flags=TRAIN_FLAGS,
                         threads=config["threads"], **options)
     for epoch in range(config["epochs"]):
@@ -271,7 +272,7 @@ def test_generated_models_and_training_are_clean_under_sanitizers(tmp_path):
         net = build_model(*stack, dtype, s)
         assert_close(out[f"model{i}"], dlc.reference(net).predict(X), dtype, f"model {i}")
     for i, config in enumerate(configs):
-        ref = dlc.train.reference_trainer(config_model(config), **train_options(config))
+        ref = reference_trainer(config_model(config), **train_options(config))
         X, Y = config["data"]
         ref.fit(X, Y, epochs=config["epochs"], batch_size=config["batch_size"],
                 seed=config["seed"], progress=False)

@@ -302,6 +302,7 @@ REGRESSIONS = {
     "compile mode of an array": (lambda: dlc.compile(small_net(), mode=np.ones(3)), "mode"),
     "compile flags of a dict": (lambda: dlc.compile(small_net(), flags={"-O0": 0}), "flags"),
     "load of an int": (lambda: dlc.load(3), "path"),
+    "Sequential of None": (lambda: dlc.Sequential(None), "Sequential"),
     "save to an int": (lambda: dlc.save(small_net(), 3), "path"),
 }
 

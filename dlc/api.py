@@ -45,9 +45,9 @@ def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS
     """Compile ``net`` to C and load it.  ``mode="train"`` returns a trainer."""
     _check_model(net)
     threads = check_threads(threads)
-    if mode == "train":
+    if isinstance(mode, str) and mode == "train":
         return compile_trainer(net, cc=cc, flags=flags, threads=threads, **train_options)
-    if mode != "inference":
+    if not isinstance(mode, str) or mode != "inference":
         raise ValueError(f"unknown mode {mode!r}; use 'inference' or 'train'")
     if train_options:
         raise TypeError(f"unexpected options for inference: {sorted(train_options)}")

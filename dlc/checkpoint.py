@@ -115,12 +115,20 @@ def unpack(blob: bytes, path) -> tuple:
     return manifest, arrays
 
 
+def check_path(path, what: str) -> None:
+    """A TypeError unless ``path`` names a file (an int would be taken for a descriptor)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} path must be a str or os.PathLike, got {type(path).__name__}")
+
+
 def read_bytes(path) -> bytes:
+    check_path(path, "dlc.load")
     with open(path, "rb") as f:
         return f.read()
 
 
 def write_atomically(path, data: bytes) -> None:
+    check_path(path, "dlc.save")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     check_target(path, directory)

@@ -108,6 +108,23 @@ def _is_integral_float(value) -> bool:
 
 # ---------------------------------------------------------------- arrays
 
+def as_array(value, what: str) -> np.ndarray:
+    """``np.asarray(value)``, or a ValueError naming ``what`` for what NumPy cannot make
+    an array of (ragged nested lists)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{what} must be an array (nested lists of equal lengths), "
+                         f"got {shown(value)}") from None
+
+
+def as_real_array(value, what: str) -> np.ndarray:
+    """``value`` as an array of real numbers (of any shape), else a clear error."""
+    array = as_array(value, what)
+    check_real_dtype(array, what)
+    return array
+
+
 def check_real_dtype(array: np.ndarray, what: str) -> None:
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
                                      or array.dtype == bool) or np.iscomplexobj(array):
@@ -116,9 +133,7 @@ def check_real_dtype(array: np.ndarray, what: str) -> None:
 
 def check_vector(value, what: str, low: float = None) -> np.ndarray:
     """``value`` as a non-empty 1-D float64 array of finite reals, each >= ``low``."""
-    array = np.asarray(value)
-    check_real_dtype(array, what)
-    array = array.astype(np.float64).reshape(-1)
+    array = as_real_array(value, what).astype(np.float64).reshape(-1)
     if array.size == 0:
         raise ValueError(f"{what} is empty")
     if not np.isfinite(array).all():
@@ -165,8 +180,7 @@ def as_batch(X, n_features: int, dtype: np.dtype, what: str = "X") -> np.ndarray
     arrays are copied.  Raises for wrong rank, width, empty batch, non-real
     dtypes, NaN or inf, and values that overflow ``dtype``.
     """
-    array = np.asarray(X)
-    check_real_dtype(array, what)
+    array = as_real_array(X, what)
     if array.ndim != 2:
         hint = f"; for one example use {what}.reshape(1, -1)" if array.ndim == 1 else ""
         raise ValueError(f"{what} must be a 2-D array (batch, {n_features}), "

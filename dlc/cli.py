@@ -17,7 +17,8 @@ import click
 import numpy as np
 
 from .api import compile as compile_model
-from .build import FLAG_PRESETS, cache_dir
+from .build import (FLAG_PRESETS, MAX_BYTES_VARIABLE, cache_dir, cache_modules, max_cache_bytes,
+                    prune_cache)
 from .checkpoint import build_model, read_bytes, save, unpack
 from .export import check_name, export_c
 from .inspect import inspect as inspect_model
@@ -337,7 +338,7 @@ def demo(out, epochs, seed):
 
 # ---------------------------------------------------------------- cache
 
-@cli.group(epilog=examples("dlc cache info", "dlc cache clear"))
+@cli.group(epilog=examples("dlc cache info", "dlc cache clear", "dlc cache prune 200000000"))
 def cache():
     """The build cache ($DLC_CACHE_DIR, else $XDG_CACHE_HOME/dlc, else ~/.cache/dlc)."""
 
@@ -348,10 +349,8 @@ def cache_entries() -> list:
     root = cache_dir()
     if not root.is_dir():
         return []
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    entries = [p for pattern in (f"_dlc_*{suffix}", f"_fastcall_*{suffix}", ".build-*")
-               for p in root.glob(pattern)]
-    return sorted(entries + list(root.glob("templates/__jinja2_*.cache")))
+    return sorted(cache_modules(root) + list(root.glob(".build-*"))
+                  + list(root.glob("templates/__jinja2_*.cache")))
 
 
 def entry_bytes(path: Path) -> int:
@@ -360,14 +359,25 @@ def entry_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
+def size_cap() -> str:
+    try:
+        cap = max_cache_bytes()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if cap is None:
+        return f"none (set ${MAX_BYTES_VARIABLE} to evict the least recently used modules)"
+    return f"{cap} bytes (${MAX_BYTES_VARIABLE})"
+
+
 @cache.command(epilog=examples("dlc cache info"))
 def info():
-    """Where the cache is, how many entries it holds and their bytes."""
+    """Where the cache is, how many entries it holds, their bytes and the size cap."""
     entries = cache_entries()
     modules = [p for p in entries if p.parent.name != "templates" and p.is_file()]
     click.echo(f"cache directory: {cache_dir()}")
     click.echo(f"compiled modules: {len(modules)} ({sum(map(entry_bytes, modules))} bytes)")
     click.echo(f"entries: {len(entries)} ({sum(map(entry_bytes, entries))} bytes)")
+    click.echo(f"size cap: {size_cap()}")
 
 
 @cache.command(epilog=examples("dlc cache clear"))
@@ -384,6 +394,15 @@ def clear():
     if templates.is_dir() and not any(templates.iterdir()):
         templates.rmdir()
     click.echo(f"removed {len(entries)} entries ({total} bytes) from {cache_dir()}")
+
+
+@cache.command(epilog=examples("dlc cache prune 200000000"))
+@click.argument("max_bytes", type=click.IntRange(min=0))
+def prune(max_bytes):
+    """Remove the least recently used compiled modules until the rest take at most
+    MAX_BYTES."""
+    removed = prune_cache(max_bytes, cache_dir())
+    click.echo(f"removed {len(removed)} modules from {cache_dir()}")
 
 
 def main(argv=None) -> None:

@@ -7,12 +7,13 @@ classes, one-hot rows or a single 0/1 column.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 
-from .checks import check_int, check_positive, check_real
+from .checks import as_array, as_real_array, check_int, check_positive, check_real, shown
 from .dsl import Normalize
 
 DEFAULT_RATIOS = (0.6, 0.2, 0.2)
@@ -50,6 +51,10 @@ def part_sizes(n: int, ratios=None, dev: int = None, test: int = None) -> list:
             raise ValueError(f"split: dev + test = {sum(sizes)} leaves no training examples "
                              f"out of {n}")
         return [train] + sizes
+    if ratios is not None and (isinstance(ratios, (str, bytes, dict))
+                               or not isinstance(ratios, Iterable)):
+        raise TypeError(f"split ratios must be a sequence of two or three fractions, "
+                        f"got {shown(ratios)}")
     ratios = DEFAULT_RATIOS if ratios is None else tuple(check_positive(r, "split ratio")
                                                          for r in ratios)
     if len(ratios) not in (2, 3):
@@ -100,7 +105,7 @@ def class_labels(Y) -> np.ndarray:
 
 
 def _check_pair(X, Y):
-    X, Y = np.asarray(X), np.asarray(Y)
+    X, Y = as_array(X, "split X"), as_array(Y, "split Y")
     if X.ndim < 1 or Y.ndim < 1 or len(X) != len(Y):
         raise ValueError(f"X and Y must have the same number of rows, got shapes "
                          f"{X.shape} and {Y.shape}")
@@ -118,12 +123,12 @@ def fit_normalize(X_train, eps: float = 1e-8, name: str = None) -> Normalize:
     always 0) gets variance 1, so it is only centred: dividing by sqrt(eps) would
     blow up any other value it takes in dev, test or augmented data by 1e4.
     """
-    X = np.asarray(X_train, dtype=np.float64)
-    if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"fit_normalize needs a 2-D (batch, features) training set, "
-                         f"got shape {X.shape}")
+    X = as_real_array(X_train, "fit_normalize X_train").astype(np.float64)
+    if X.ndim != 2 or X.size == 0:
+        raise ValueError(f"fit_normalize needs a 2-D (batch, features) training set "
+                         f"X_train, got shape {X.shape}")
     if not np.isfinite(X).all():
-        raise ValueError("fit_normalize: the training set contains NaN or inf")
+        raise ValueError("fit_normalize: the training set X_train contains NaN or inf")
     constant = (X == X[0]).all(axis=0)
     var = np.where(constant, 1.0, X.var(axis=0))
     return Normalize(mean=X.mean(axis=0), var=var, eps=eps, name=name)

@@ -85,7 +85,7 @@ class Dense(Layer):
     def __init__(self, units: int, init: str = "he", name: str = None, in_features: int = None):
         super().__init__(name)
         self.units = check_int(units, f"Dense units{f' of {name!r}' if name else ''}", low=1)
-        if init not in INITS:
+        if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"unknown init {init!r} for {self.describe()}; use one of {sorted(INITS)}")
         self.init = init
         self.in_features = (None if in_features is None
@@ -299,6 +299,9 @@ class Sequential(Model):
     """A model as a list: ``dlc.Input(n)`` first, then layers applied in order."""
 
     def __init__(self, layers, dtype="float32", seed: int = 0):
+        if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"Sequential takes a list of layers, dlc.Input(n) first, got "
+                            f"{type(layers).__name__}")
         layers = list(layers)
         if not layers or not isinstance(layers[0], Tensor):
             raise TypeError("Sequential needs dlc.Input(n) as its first element")

@@ -7,6 +7,7 @@ program.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,9 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
+                        f"{type(directory).__name__}")
     inspection, graph = inspect_graph(lower(net), passes, tile_rows)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

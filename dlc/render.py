@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from .build import cache_dir
+from .build import cache_subdirectory
 from .ir import Graph
 from .ops import ACTIVATIONS, OPS
 
@@ -77,8 +77,7 @@ def template_cache():
     """Compiled templates kept in the build cache, so a cache hit in a new process
     does not re-parse them (keyed by each template's source, never stale)."""
     try:
-        path = cache_dir() / "templates"
-        path.mkdir(parents=True, exist_ok=True)
+        path = cache_subdirectory("templates")     # private, as the modules' directory
     except OSError:
         return None
     return jinja2.FileSystemBytecodeCache(str(path))

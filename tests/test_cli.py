@@ -13,7 +13,7 @@ from dlc.train import reference_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["inspect", "export", "compile", "predict", "bench", "demo", "cache", "cache info",
-            "cache clear", "from-onnx", "to-onnx"]
+            "cache clear", "cache prune", "from-onnx", "to-onnx"]
 
 
 def run(*args, cache=None, check=True):

@@ -6,7 +6,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..checks import cast_finite, check_int, check_real_dtype, first_bad_row
+from ..checks import as_array, cast_finite, check_int, check_real_dtype, first_bad_row
 from .losses import lookup_loss
 
 CALLBACK_METHODS = ("on_train_begin", "on_epoch_end", "on_train_end")
@@ -15,7 +15,7 @@ CALLBACK_METHODS = ("on_train_begin", "on_epoch_end", "on_train_end")
 def as_targets(Y, n_rows: int, n_out: int, loss: str, dtype, what: str = "Y") -> np.ndarray:
     """Targets as a (n_rows, n_out) array: integer class labels become one-hot for
     cross-entropy; a vector is one column for a single-output network."""
-    Y = np.asarray(Y)
+    Y = as_array(Y, what)
     check_real_dtype(Y, what)
     if Y.ndim not in (1, 2) or Y.shape[0] != n_rows:
         raise ValueError(f"{what} should have {n_rows} rows (one per example in X), "

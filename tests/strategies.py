@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import dlc
+from helpers import randomize_batchnorm
 
 MAX_WIDTH = 512
 EDGE_WIDTHS = sorted({w for step in (8, 16) for k in range(1, MAX_WIDTH // step + 1)
@@ -96,13 +97,7 @@ def build_model(n_in: int, layers: list, dtype: str, seed: int) -> dlc.Model:
         else:
             made.append(activation(kind, options.get("alpha", 0.01)))
     net = dlc.Sequential(made, dtype=dtype, seed=seed % (1 << 31))
-    updates = {}
-    for name, value in net.params.items():
-        if name.endswith(("running_mean", "beta")):
-            updates[name] = rng.normal(size=value.shape)
-        elif name.endswith(("running_var", "gamma")):
-            updates[name] = rng.uniform(0.5, 2.0, size=value.shape)
-    net.set_params(updates)
+    randomize_batchnorm(net, rng)
     return net
 
 

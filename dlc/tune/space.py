@@ -79,8 +79,8 @@ class Uniform(Scale):
     """A real in [low, high], uniform."""
 
 
-class LogUniform(Scale):
-    """A real in [low, high], 0 < low, uniform in log: as many draws per decade."""
+class LogScale:
+    """Mixed into a scale whose coordinate is log x: its bounds must be positive."""
 
     log = True
 
@@ -96,6 +96,10 @@ class LogUniform(Scale):
 
     def from_scale(self, u):
         return np.exp(np.asarray(u, dtype=np.float64))
+
+
+class LogUniform(LogScale, Scale):
+    """A real in [low, high], 0 < low, uniform in log: as many draws per decade."""
 
 
 class OneMinusLogUniform(Scale):
@@ -142,24 +146,9 @@ class IntUniform(Scale):
         return f"[{self.low}, {self.high}]"
 
 
-class IntLogUniform(IntUniform):
+class IntLogUniform(LogScale, IntUniform):
     """An integer in [low, high], 0 < low, uniform in log: floor(exp(u)) with u uniform
     in [log low, log(high + 1)), so k is drawn with probability log((k + 1) / k) / log((high + 1) / low)."""
-
-    log = True
-
-    def _check_bounds(self, low, high) -> tuple:
-        low, high = super()._check_bounds(low, high)
-        if low <= 0:
-            raise SpaceError(f"{type(self).__name__} needs 0 < low (a log scale), got "
-                             f"low={low}")
-        return low, high
-
-    def to_scale(self, x):
-        return np.log(np.asarray(x, dtype=np.float64))
-
-    def from_scale(self, u):
-        return np.exp(np.asarray(u, dtype=np.float64))
 
     def sample(self, rng: np.random.Generator) -> int:
         u = rng.uniform(math.log(self.low), math.log(self.high + 1))

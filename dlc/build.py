@@ -31,6 +31,8 @@ import cffi
 from .checks import check_int
 
 OPENMP_FLAG = "-fopenmp"
+# The flags that make a link add crtfastmath.o (see compile_and_link).
+FAST_MATH_LINK_FLAGS = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations")
 NATIVE_FLAGS = ("-O3", "-march=native", OPENMP_FLAG)   # fastest on this machine
 PORTABLE_FLAGS = ("-O2",)                               # runs on any CPU of the architecture
 FLAG_PRESETS = {"native": NATIVE_FLAGS, "portable": PORTABLE_FLAGS}
@@ -275,21 +277,31 @@ def _compile(name, emit, cc, flags, directory, file_stem, suffix) -> Path:
         c_file = work / f"{name}.c"
         emit(c_file, name)
         out = work / (file_stem + suffix)
-        include = sysconfig.get_paths()["include"]
-        command = [*cc, *flags, "-shared", "-fPIC", f"-I{include}", str(c_file), "-o", str(out),
-                   "-lm"]
         try:
-            run_compiler(command)
+            compile_and_link(cc, flags, c_file, out)
         except BuildError:
             if OPENMP_FLAG not in flags:
                 raise
             # A compiler without OpenMP: the same code runs on one thread.
-            run_compiler([f for f in command if f != OPENMP_FLAG])
+            compile_and_link(cc, tuple(f for f in flags if f != OPENMP_FLAG), c_file, out)
         target = directory / f"{file_stem}-{file_digest(out)}{suffix}"
         os.replace(out, target)
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def compile_and_link(cc: tuple, flags: tuple, c_file: Path, out: Path) -> None:
+    """``c_file`` compiled with ``flags``, then linked into the shared object ``out`` with
+    them all (OpenMP, sanitizers, LTO need them there) but the fast-math ones: linked with
+    -ffast-math, -Ofast or -funsafe-math-optimizations, gcc and clang add crtfastmath.o,
+    whose constructor makes the CPU flush subnormals to zero in the whole process the
+    module is loaded into, NumPy included."""
+    include = sysconfig.get_paths()["include"]
+    obj = out.with_suffix(".o")
+    run_compiler([*cc, *flags, "-fPIC", f"-I{include}", "-c", str(c_file), "-o", str(obj)])
+    link_flags = [f for f in flags if f not in FAST_MATH_LINK_FLAGS]
+    run_compiler([*cc, *link_flags, "-shared", str(obj), "-o", str(out), "-lm"])
 
 
 def run_compiler(command: list) -> None:

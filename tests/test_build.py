@@ -76,8 +76,9 @@ def test_new_weights_new_flags_or_new_model_rebuild_only_when_needed(monkeypatch
     dlc.compile(net)
     build._loaded.clear()
     calls = []
-    real = build.run_compiler
-    monkeypatch.setattr(build, "run_compiler", lambda cmd: (calls.append(cmd), real(cmd)))
+    real = build.compile_and_link
+    monkeypatch.setattr(build, "compile_and_link",
+                        lambda *args: (calls.append(args), real(*args)))
     net.set_params({"a.b": np.ones(5)})     # weights are data, not code: no rebuild
     dlc.compile(net)
     assert calls == []

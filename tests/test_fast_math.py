@@ -10,6 +10,10 @@ libm's or libmvec's tanh and exp within 4; the reordered sums are the ones a blo
 matrix multiply already does); training the 5-step tolerance of
 tests/test_train_c_vs_reference.py, whose model, data and steps it reuses.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -240,3 +244,31 @@ def test_non_finite_values_in_library_and_export_as_in_reference(model, dtype, f
         for got, how in zip(predict_with_driver(exported, X, tmp_path, WARNINGS + list(flags)),
                             ("internal workspace", "own workspace", "row by row")):
             assert_same_non_finite(got, expected, dtype, f"export, {how}, {rows} rows")
+
+
+SUBNORMALS_AFTER_LOADING = """
+import sys
+import numpy as np
+import dlc
+net = dlc.Sequential([dlc.Input(4), dlc.Dense(3), dlc.Softmax()], seed=0)
+tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
+before = float(tiny * np.float32(3))
+model = dlc.compile(net, cc=sys.argv[1], flags=sys.argv[2:])
+model.predict(np.ones((2, 4), np.float32))
+print(before, float(tiny * np.float32(3)))
+"""
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("flags", ["O3-fast-math", "Ofast"])
+def test_loading_a_fast_math_library_keeps_the_process_subnormals(cc, flags, tmp_path):
+    """Linked with -ffast-math, a shared object brings crtfastmath.o, which sets the CPU to
+    flush subnormals to zero for the whole process: NumPy's results would change after a
+    dlc.compile.  In a fresh process, so a failure cannot leak into the others' tests."""
+    env = dict(os.environ, DLC_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", SUBNORMALS_AFTER_LOADING, cc,
+                           *FLAG_SETS[flags]], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    before, after = map(float, done.stdout.split())
+    assert before == after == 3 * float(np.finfo(np.float32).smallest_subnormal)

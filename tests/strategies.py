@@ -16,7 +16,7 @@ from helpers import randomize_batchnorm
 MAX_WIDTH = 512
 EDGE_WIDTHS = sorted({w for step in (8, 16) for k in range(1, MAX_WIDTH // step + 1)
                       for w in (step * k - 1, step * k, step * k + 1) if 1 <= w <= MAX_WIDTH})
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "silu", "sigmoid", "tanh")
 INITS = ("he", "xavier", "small")
 DTYPES = ("float32", "float64")
 
@@ -32,7 +32,9 @@ def widths(max_width: int = MAX_WIDTH):
 def activation(kind: str, alpha: float = 0.01):
     if kind == "leaky_relu":
         return dlc.LeakyReLU(alpha=alpha)
-    return {"relu": dlc.ReLU, "sigmoid": dlc.Sigmoid, "tanh": dlc.Tanh}[kind]()
+    if kind == "elu":
+        return dlc.ELU(alpha=10 * alpha)
+    return {"relu": dlc.ReLU, "silu": dlc.SiLU, "sigmoid": dlc.Sigmoid, "tanh": dlc.Tanh}[kind]()
 
 
 @st.composite
@@ -60,7 +62,7 @@ def layer_stacks(draw, max_depth: int = 8, max_width: int = MAX_WIDTH, dropout=T
         if i < depth - 1 or draw(st.booleans()):
             kind = draw(st.sampled_from(ACTIVATIONS))
             layers.append((kind, {"alpha": draw(st.sampled_from([0.01, 0.1, 0.3]))}))
-            curved = kind in ("sigmoid", "tanh")
+            curved = kind in ("elu", "silu", "sigmoid", "tanh")
         if batchnorm and curved and draw(st.integers(0, 3)) == 0:
             layers.append(("batchnorm", {}))
         if dropout and draw(st.integers(0, 3)) == 0:

@@ -21,6 +21,7 @@ from .build import (FLAG_PRESETS, MAX_BYTES_VARIABLE, cache_dir, cache_modules, 
                     prune_cache)
 from .checkpoint import build_model, read_bytes, save, unpack
 from .export import check_name, export_c
+from .targets.export import TARGETS, export_target
 from .inspect import inspect as inspect_model
 from .onnx import from_onnx, to_onnx
 from .version import __version__
@@ -138,7 +139,8 @@ def layer_table(net) -> str:
 # ---------------------------------------------------------------- export
 
 @cli.command(epilog=examples("dlc export model.dlc -o out/",
-                             "dlc export model.dlc -o out/ --name digits --weights file"))
+                             "dlc export model.dlc -o out/ --name digits --weights file",
+                             "dlc export model.dlc -o out/ --name digits --target cortex-m4"))
 @MODEL
 @click.option("-o", "--output", "directory", required=True,
               type=click.Path(file_okay=False), help="Directory for NAME.h and NAME.c.")
@@ -146,18 +148,29 @@ def layer_table(net) -> str:
               help="Prefix of the C symbols and file names.")
 @click.option("--weights", type=click.Choice(["embedded", "file"]), default="embedded",
               show_default=True, help="Bake the weights into NAME.c or write NAME.weights.")
-def export(model, directory, name, weights):
+@click.option("--target", default="host", show_default=True,
+              help="Where the code runs: " + ", ".join(TARGETS) + " (the microcontrollers "
+                   "and generic take plain loops; their flash, RAM and stack are measured).")
+def export(model, directory, name, weights, target):
     """Write the model as standalone C99 (no malloc, only libm)."""
     try:
         check_name(name)
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
-    exported = export_c(load_model(model), directory, name=name, weights=weights)
+    try:
+        export_target(target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from None
+    exported = export_c(load_model(model), directory, name=name, weights=weights,
+                        target=target)
     for path in (exported.header, exported.source, exported.weights):
         if path is not None:
             click.echo(f"wrote {path}")
     click.echo(f"{exported.n_inputs} inputs -> {exported.n_outputs} outputs; workspace "
                f"{exported.workspace_bytes} bytes, weights {exported.weights_bytes} bytes")
+    if exported.footprint:
+        for line in exported.footprint.summary_lines():
+            click.echo(f"{target}: {line}")
 
 
 # ---------------------------------------------------------------- compile

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -17,12 +17,13 @@ import numpy as np
 
 from .api import _check_model
 from .checks import check_int
-from .inspect import EXPORT_FLAGS, CodeSize, Inspection, inspect_graph, measure_code_size
-from .layout import inference_layout, pack_params
+from .inspect import (EXPORT_FLAGS, CodeSize, Inspection, inspect_graph, measure_code_size,
+                      measure_footprint)
+from .layout import pack_params
 from .lower import lower
 from .passes import INFERENCE_PIPELINE
-from .program import TILE_ROWS
-from .targets.export import WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export
+from .targets.export import (TARGETS, WEIGHTS_MAGIC, WEIGHTS_VERSION, export_target,
+                             generate_export, target_program)
 
 WEIGHTS = ("embedded", "file")
 C_KEYWORDS = frozenset("""
@@ -45,6 +46,12 @@ class ExportedModel:
     workspace_bytes: int
     weights_bytes: int
     inspection: Inspection = field(repr=False)
+    target: str = "host"
+
+    @property
+    def footprint(self):
+        """Flash, RAM and stack as measured on the target (None when not measured)."""
+        return self.inspection.footprint
 
     def code_size(self, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
         """Compile the exported source to an object file and measure its sections."""
@@ -68,33 +75,58 @@ def check_name(name) -> str:
 
 
 def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
-             passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS) -> ExportedModel:
+             passes=INFERENCE_PIPELINE, tile_rows: int = None, target: str = "host",
+             footprint: bool = None) -> ExportedModel:
     """Write ``name``.h and ``name``.c (C99, no malloc, only standard headers and libm)
     into ``directory``.  ``weights="file"`` writes the parameters to ``name``.weights,
-    read by the generated ``name``_load_weights(path), instead of baking them in."""
+    read by the generated ``name``_load_weights(path), instead of baking them in.
+
+    ``target`` is where the code runs: "host" (the default) the library's packed,
+    vectorised kernels, tiles of 64 rows; "generic" and the microcontrollers
+    "cortex-m0", "cortex-m4", "cortex-m7" plain loops over one row at a time, no packed
+    blocks, constant weights read in place.  ``tile_rows`` overrides the target's rows per
+    tile.  ``footprint`` (by default on for every target but "host") builds the export
+    with the target's compiler and states the flash, RAM and stack it measures in the
+    header and in ``.footprint``."""
     _check_model(net)
     check_name(name)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    tile_rows = check_int(tile_rows, "tile_rows", low=1)
+    machine = export_target(target)
+    if tile_rows is not None:
+        tile_rows = check_int(tile_rows, "tile_rows", low=1)
+    if footprint is not None and not isinstance(footprint, bool):
+        raise TypeError(f"footprint must be True, False or None, got {footprint!r}")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")
-    inspection, graph = inspect_graph(lower(net), passes, tile_rows)
+    inspection, graph = inspect_graph(lower(net), passes, tile_rows, machine)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / f"{name}.weights" if weights == "file" else None
-    block = pack_params(graph, inference_layout(graph), np.dtype(net.dtype))
-    header, source, program = generate_export(
-        graph, name, block, inspection.summary_lines(),
-        weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows)
-    (directory / f"{name}.h").write_text(header)
-    (directory / f"{name}.c").write_text(source)
+    program = target_program(graph, machine, tile_rows)
+    block = pack_params(graph, program.params, np.dtype(net.dtype))
+
+    def write(report):
+        header, source, _ = generate_export(
+            graph, name, block, report.summary_lines(),
+            weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows,
+            target=machine, footprint=report.footprint)
+        (directory / f"{name}.h").write_text(header)
+        (directory / f"{name}.c").write_text(source)
+
+    write(inspection)
+    if machine.name != "host" if footprint is None else footprint:
+        # The figures go into the header's comments and unused macros: the object the
+        # rewritten header builds is the one measured.
+        inspection = replace(inspection, footprint=measure_footprint(
+            directory / f"{name}.c", name, machine, program.workspace_bytes))
+        write(inspection)
     if weights_path:
         write_weights(weights_path, block)
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
                          program.n_inputs, program.n_outputs, program.workspace_bytes,
-                         program.params.size * block.itemsize, inspection)
+                         program.params.size * block.itemsize, inspection, machine.name)
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:

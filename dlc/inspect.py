@@ -1,6 +1,7 @@
 """What the inference pipeline does to a model: IR before and after, and a summary."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,8 +19,8 @@ from .ir import Graph
 from .layout import pack_params
 from .lower import lower
 from .passes import INFERENCE_PIPELINE, run_pipeline
-from .program import TILE_ROWS, inference_program
-from .targets.export import EXPORT, generate_export
+from .targets.embedded import ExportTarget
+from .targets.export import EXPORT, HOST, export_target, generate_export, target_program
 
 EXPORT_FLAGS = EXPORT.flags
 
@@ -30,6 +31,42 @@ class CodeSize:
     rodata: int     # read-only data: the baked weights and other constants
     data: int
     bss: int        # zero-initialised: the internal workspace (and file-loaded weights)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What an exported model costs on its target, measured on the object file the
+    target's compiler builds from it: sections by ``size``, the stack by gcc's
+    -fstack-usage through the -fcallgraph-info call graph."""
+    command: str        # how the object was built
+    text: int           # machine code
+    rodata: int         # constants: the weights, when baked in
+    data: int
+    bss: int
+    workspace: int      # the caller's scratch memory the header states
+    stack: int          # bytes of the deepest call chain from <name>_predict
+    chain: tuple        # that chain, outermost first
+    external: tuple     # functions it calls outside the file (libm), whose stack is theirs
+
+    @property
+    def code(self) -> int:
+        return self.text
+
+    @property
+    def flash(self) -> int:
+        return self.text + self.rodata + self.data
+
+    @property
+    def ram(self) -> int:
+        return self.workspace + self.data + self.bss
+
+    def summary_lines(self) -> list:
+        extra = f" + library calls ({', '.join(self.external)})" if self.external else ""
+        return [f"flash bytes: {self.flash} ({self.text} code, {self.rodata} constants, "
+                f"{self.data} data)",
+                f"RAM bytes: {self.ram} ({self.workspace} workspace, {self.data} data, "
+                f"{self.bss} bss)",
+                f"stack bytes: {self.stack}{extra}"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +84,8 @@ class Inspection:
     workspace_bytes: int        # all the scratch memory: the arena, then the blocks
     code_bytes: Optional[int] = None      # .text of the exported C, when measured
     constant_bytes: Optional[int] = None  # .rodata (the baked weights), when measured
+    target: str = "host"
+    footprint: Optional[Footprint] = None   # flash, RAM and stack on the target, when measured
 
     @property
     def ops_removed(self) -> dict:
@@ -67,6 +106,8 @@ class Inspection:
         ]
         if self.code_bytes is not None:
             lines.append(f"code bytes: {self.code_bytes} text + {self.constant_bytes} constants")
+        if self.footprint is not None:
+            lines += [f"{self.target}: {line}" for line in self.footprint.summary_lines()]
         return lines
 
     def __str__(self) -> str:
@@ -78,51 +119,88 @@ def param_bytes(graph: Graph) -> int:
     return sum(p.value.nbytes for p in graph.params.values())
 
 
-def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS):
-    """(Inspection, the optimised graph) for an inference graph."""
+def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = None,
+                  target: ExportTarget = HOST):
+    """(Inspection, the optimised graph) for an inference graph exported to ``target``."""
     optimised = run_pipeline(graph, passes)
-    program = inference_program(optimised, tile_rows)
+    program = target_program(optimised, target, tile_rows)
     report = Inspection(
         before=str(graph), after=str(optimised),
         ops_before=Counter(n.op for n in graph.nodes),
         ops_after=Counter(n.op for n in optimised.nodes),
         param_bytes_before=param_bytes(graph), param_bytes_after=param_bytes(optimised),
         arena_bytes=program.arena_bytes,
-        arena_values_per_row=program.arena_elements // tile_rows, tile_rows=tile_rows,
-        block_bytes=program.block_bytes, workspace_bytes=program.workspace_bytes)
+        arena_values_per_row=program.arena_elements // program.tile_rows,
+        tile_rows=program.tile_rows, block_bytes=program.block_bytes,
+        workspace_bytes=program.workspace_bytes, target=target.name)
     return report, optimised
 
 
-def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = TILE_ROWS,
-            code_size: bool = False, cc=None) -> Inspection:
+def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = None, code_size: bool = False,
+            cc=None, target: str = "host", footprint: bool = None) -> Inspection:
     """The IR of ``net`` before and after the inference passes, and a summary: ops
     removed, parameter bytes, arena bytes and, with ``code_size=True`` (which compiles
-    the exported C), the code and constant bytes."""
+    the exported C), the code and constant bytes.  For ``target`` (see dlc.export_c),
+    ``footprint=True`` (the default for every target but "host") builds the export with
+    the target's compiler and states its flash, RAM and stack (``.footprint``)."""
     _check_model(net)
-    tile_rows = check_int(tile_rows, "tile_rows", low=1)
-    report, graph = inspect_graph(lower(net), passes, tile_rows)
-    if not code_size:
+    machine = export_target(target)
+    if tile_rows is not None:
+        tile_rows = check_int(tile_rows, "tile_rows", low=1)
+    footprint = machine.name != "host" if footprint is None else footprint
+    report, graph = inspect_graph(lower(net), passes, tile_rows, machine)
+    if not (code_size or footprint):
         return report
-    program = inference_program(graph, tile_rows)
+    program = target_program(graph, machine, tile_rows)
     block = pack_params(graph, program.params, np.dtype(net.dtype))
     header, source, _ = generate_export(graph, "model", block, report.summary_lines(),
-                                        tile_rows=tile_rows)
+                                        tile_rows=tile_rows, target=machine)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model.h").write_text(header)
         (Path(tmp) / "model.c").write_text(source)
-        size = measure_code_size(Path(tmp) / "model.c", cc)
-    return replace(report, code_bytes=size.text, constant_bytes=size.rodata)
+        if code_size:
+            size = measure_code_size(Path(tmp) / "model.c", cc)
+            report = replace(report, code_bytes=size.text, constant_bytes=size.rodata)
+        if footprint:
+            report = replace(report, footprint=measure_footprint(
+                Path(tmp) / "model.c", "model", machine, program.workspace_bytes, cc))
+    return report
 
 
 def measure_code_size(source: Path, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
-    size_tool = shutil.which("size")
-    if size_tool is None:
-        raise BuildError("measuring code size needs the binutils 'size' tool")
     with tempfile.TemporaryDirectory() as tmp:
         obj = Path(tmp) / "model.o"
         run_compiler([*compiler_command(cc), *flags, "-c", str(source), "-o", str(obj)])
-        done = subprocess.run([size_tool, "-A", str(obj)], capture_output=True, text=True,
-                              check=True)
+        return object_sections(obj)
+
+
+def measure_footprint(source: Path, name: str, target: ExportTarget, workspace: int,
+                      cc=None) -> Footprint:
+    """Builds ``source`` (the export of model ``name``) as ``target`` builds it, with
+    gcc's stack analysis, and measures its sections and its deepest call chain."""
+    command = [*compiler_command(target.cc or cc), *target.flags]
+    with tempfile.TemporaryDirectory() as tmp:
+        obj = Path(tmp) / "model.o"
+        run_compiler([*command, "-fstack-usage", "-fcallgraph-info=su", "-c", str(source),
+                      "-o", str(obj)])
+        sections = object_sections(obj, target.size_tool)
+        frames, calls = call_graph((Path(tmp) / "model.ci").read_text())
+    chain = deepest_chain(f"{name}_predict", frames, calls)
+    defined = set(frames)
+    external = sorted({callee for callees in calls.values() for callee in callees
+                       if callee not in defined and not callee.startswith("__builtin")})
+    return Footprint(
+        command=" ".join([*command, "-c", source.name]), text=sections.text,
+        rodata=sections.rodata, data=sections.data, bss=sections.bss, workspace=workspace,
+        stack=sum(frames[f] for f in chain), chain=tuple(chain), external=tuple(external))
+
+
+def object_sections(obj: Path, size_tool: str = "size") -> CodeSize:
+    """The text, rodata, data and bss bytes of an object file, by ``size -A``."""
+    tool = shutil.which(size_tool)
+    if tool is None:
+        raise BuildError(f"measuring code size needs the binutils {size_tool!r} tool")
+    done = subprocess.run([tool, "-A", str(obj)], capture_output=True, text=True, check=True)
     sections = {}
     for line in done.stdout.splitlines():
         parts = line.split()
@@ -132,3 +210,28 @@ def measure_code_size(source: Path, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
     return CodeSize(sections.get("text", 0), sections.get("rodata", 0),
                     sections.get("data", 0), sections.get("bss", 0))
 
+
+CI_NODE = re.compile(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes')
+CI_EDGE = re.compile(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"')
+
+
+def call_graph(ci_text: str) -> tuple:
+    """({function: frame bytes}, {function: callees}) from gcc's -fcallgraph-info=su."""
+    def function(title):        # a static function's title is "file:name"
+        return title.rsplit(":", 1)[-1]
+
+    frames = {function(title): int(size) for title, size in CI_NODE.findall(ci_text)}
+    calls = {}
+    for source, target in CI_EDGE.findall(ci_text):
+        calls.setdefault(function(source), set()).add(function(target))
+    return frames, calls
+
+
+def deepest_chain(function: str, frames: dict, calls: dict) -> list:
+    """The call chain from ``function`` with the most stack bytes (the generated code
+    never recurses); functions outside the file count nothing here."""
+    if function not in frames:
+        return []
+    best = max((deepest_chain(callee, frames, calls) for callee in calls.get(function, ())),
+               key=lambda chain: sum(frames[f] for f in chain), default=[])
+    return [function, *best]

@@ -77,14 +77,16 @@ def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
     return ParamLayout(offsets, max(size, 1), panels)
 
 
-def inference_layout(graph: Graph) -> ParamLayout:
-    """The parameter block of an inference library or export: dense weights as panels."""
-    return param_layout(graph, weight_panels(graph))
+def inference_layout(graph: Graph, width: int = None) -> ParamLayout:
+    """The parameter block of an inference library or export: dense weights as panels
+    ``width`` columns wide (by default one cache line; a target's plain kernels may ask
+    for another, 1 storing each matrix transposed)."""
+    return param_layout(graph, weight_panels(graph, width))
 
 
-def weight_panels(graph: Graph) -> dict:
+def weight_panels(graph: Graph, width: int = None) -> dict:
     """The weight matrices of an inference graph's dense layers, with their panel width."""
-    width = PANEL_BYTES // DTYPES[graph.dtype].itemsize
+    width = width or PANEL_BYTES // DTYPES[graph.dtype].itemsize
     return {node.inputs[1]: width for node in graph.nodes
             if node.op == "dense" and node.inputs[1] in graph.params}
 

@@ -255,16 +255,18 @@ def node_call(node: Node, graph: Graph, arg) -> Call:
 
 # ---------------------------------------------------------------- inference
 
-def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
+def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = None,
+                      packed: bool = True) -> Program:
     """The program of an inference graph (one batched input, one output): tiles of at
-    most ``tile_rows`` rows, parameters in P (dense weights panel-packed), activations in
-    the arena A."""
+    most ``tile_rows`` rows, parameters in P (dense weights packed in panels ``panel``
+    columns wide, by default a cache line), activations in the arena A.  ``packed=False``
+    is for a target whose kernels pack nothing: no blocks for the matrix multiply."""
     (x_ref, x_type), = graph.inputs.items()
     out_ref, = graph.outputs
     types = graph.types()
     out_type = types[out_ref]
     plan = plan_memory(graph, tile_rows, exclude={out_ref})
-    layout = inference_layout(graph)
+    layout = inference_layout(graph, panel)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]
     if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
@@ -278,8 +280,8 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
         regions={"P": layout.size, "A": plan.size, "x": x_type.row_size,
                  "y": out_type.row_size},
         params=layout, n_inputs=x_type.row_size, n_outputs=out_type.row_size,
-        blocks=program_blocks(calls, tile_rows, itemsize), ir_lines=tuple(ir_lines(graph)),
-        tile_rows=tile_rows)
+        blocks=program_blocks(calls, tile_rows, itemsize) if packed else GemmBlocks(),
+        ir_lines=tuple(ir_lines(graph)), tile_rows=tile_rows)
 
 
 def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_rows: int,

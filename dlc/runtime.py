@@ -18,6 +18,7 @@ C_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 RUNTIME_NAME = re.compile(r"\bdlc_[a-z0-9_]+\b")
 DEFINED_NAME = re.compile(r"\b(dlc_[a-z0-9_]+)\s*[(=]")
 LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"\n', re.M)
+BLANK_RUN = re.compile(r"\n{3,}")
 BASE = "dlc_runtime.h"      # types and bit tests: pasted first, always
 
 
@@ -149,7 +150,8 @@ def runtime_for(program: str) -> str:
             uses = pieces[p][k].uses
             wanted.append((p, None))
         wanted.extend(o for name in uses for o in owners.get(name, ()))
-    return "\n".join(
+    text = "\n".join(
         "".join(item.text for k, item in enumerate(items)
                 if item.name is None or (p, k) in chosen)
         for p, items in enumerate(pieces) if (p, None) in chosen)
+    return BLANK_RUN.sub("\n\n", text)       # where items were left out

@@ -91,6 +91,18 @@ def test_export_writes_what_export_c_writes(model, tmp_path):
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes()
 
 
+def test_export_for_a_target_writes_what_export_c_writes(model, tmp_path):
+    out = run("export", model, "-o", tmp_path / "cli", "--name", "iris",
+              "--target", "cortex-m4").stdout
+    exported = dlc.export_c(dlc.load(model), tmp_path / "api", name="iris", target="cortex-m4")
+    header = (tmp_path / "cli" / "iris.h").read_text()
+    assert header == exported.header.read_text().replace(str(tmp_path / "api"),
+                                                         str(tmp_path / "cli"))
+    assert (tmp_path / "cli" / "iris.c").read_text() == exported.source.read_text()
+    assert f"#define IRIS_STACK_BYTES {exported.footprint.stack}\n" in header
+    assert f"cortex-m4: stack bytes: {exported.footprint.stack}" in out
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".npy"])
 def test_predict_equals_the_compiled_model(model, rows, tmp_path, suffix):
     path = tmp_path / f"rows{suffix}"
@@ -138,6 +150,8 @@ def test_compile_then_cache_info_and_clear(model, tmp_path):
     (["predict", "MODEL", "ROWS", "--threads", "0"], 2, "--threads"),
     (["bench", "MODEL", "--batch", "1,x"], 2, "--batch"),
     (["export", "MODEL", "-o", "out", "--name", "int"], 2, "C keyword"),
+    (["export", "MODEL", "-o", "out", "--target", "z80"], 2,
+     "unknown export target 'z80'; known targets: host, generic, cortex-m0"),
     (["inspect", "ROWS"], 1, "is not a dlc checkpoint"),
     (["predict", "MODEL", "WIDE"], 1, "has 5 features per row, the model expects 4"),
 ])

@@ -11,13 +11,16 @@ import pytest
 import dlc
 from dlc.targets.export import c_literal
 from dlc.export import check_name
+from dlc.inspect import measure_code_size
 from helpers import COMPILERS, assert_matches, random_model, randomize_batchnorm
 
 HERE = Path(__file__).resolve().parent
 EMBED_EXAMPLE = HERE.parent / "examples" / "embed_c"
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2"]
+# The sanitizer builds also take the opt-in internal workspace (a NULL workspace then uses it).
 SANITIZE = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1", "-g",
-            "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+            "-DMODEL_STATIC_WORKSPACE"]
 # LeakSanitizer needs ptrace, which containers often forbid; valgrind checks leaks.
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
 
@@ -177,7 +180,9 @@ def test_two_exported_models_link_into_one_program(cc, tmp_path):
     ea = dlc.export_c(alpha, tmp_path, name="alpha")
     eb = dlc.export_c(beta, tmp_path, name="beta")
     program = compile_c([HERE / "c" / "two_models.c", ea.source, eb.source],
-                        tmp_path / "two_models", STRICT, tmp_path, cc)
+                        tmp_path / "two_models",
+                        STRICT + ["-DALPHA_STATIC_WORKSPACE", "-DBETA_STATIC_WORKSPACE"],
+                        tmp_path, cc)
     Xa, Xb = inputs_for(alpha, 70, seed=1), inputs_for(beta, 70, seed=2)
     (tmp_path / "a.bin").write_bytes(Xa.tobytes())
     (tmp_path / "b.bin").write_bytes(Xb.tobytes())
@@ -218,7 +223,10 @@ def test_code_size_and_weights_bytes_are_reported(tmp_path):
     size = exported.code_size()
     assert 0 < size.text < 200_000
     assert exported.weights_bytes <= size.rodata < exported.weights_bytes + 4096
-    assert size.bss >= exported.workspace_bytes          # the internal static workspace
+    assert size.bss == 0                                  # no hidden workspace
+    static = measure_code_size(exported.source, flags=[*dlc.export.EXPORT_FLAGS,
+                                                       "-DMNIST_STATIC_WORKSPACE"])
+    assert static.bss >= exported.workspace_bytes         # the opt-in internal one
     report = dlc.inspect(net, code_size=True)
     assert (report.code_bytes, report.constant_bytes) == (size.text, size.rodata)
     assert f"code bytes: {size.text} text + {size.rodata} constants" in str(report)

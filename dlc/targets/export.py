@@ -8,9 +8,13 @@ from ..layout import ParamLayout
 from ..program import TILE_ROWS, inference_program
 from ..render import safe_comment
 from . import Target
+from .embedded import CORTEX_M, GENERIC, ExportTarget
 
 # Portable flags for measuring the exported code (no -march=native: it ships elsewhere).
 EXPORT = Target("export", header="export.h.j2", source="export.c.j2", flags=("-std=c99", "-O2"))
+HOST = ExportTarget("host", EXPORT, EXPORT.flags, tile_rows=TILE_ROWS,
+                    about="the library's packed, vectorised kernels (fast, larger)")
+TARGETS = {t.name: t for t in (HOST, GENERIC, *CORTEX_M)}
 
 LITERAL_FORMATS = {"f32": ("{:.9g}", "f"), "f64": ("{:.17g}", "")}
 VALUES_PER_LINE = 8
@@ -49,14 +53,31 @@ def weight_segments(graph: Graph, layout: ParamLayout, block) -> list:
     return segments
 
 
+def export_target(name) -> ExportTarget:
+    """The export target called ``name``, else a clear error listing them."""
+    if not isinstance(name, str):
+        raise TypeError(f"target must be a string, got {type(name).__name__}")
+    if name not in TARGETS:
+        raise ValueError(f"unknown export target {name!r}; known targets: {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def target_program(graph: Graph, target: ExportTarget, tile_rows: int = None):
+    """The program of ``graph`` shaped for ``target`` (tiles of ``tile_rows`` rows, by
+    default the target's)."""
+    return inference_program(graph, tile_rows or target.tile_rows, target.panel, target.packed)
+
+
 def generate_export(graph: Graph, name: str, block, summary_lines, weights_file: str = None,
-                    tile_rows: int = TILE_ROWS):
+                    tile_rows: int = None, target: ExportTarget = HOST, footprint=None):
     """(header, source, program) of a standalone model named ``name`` (already a checked
-    C identifier) with the packed parameters ``block``, baked in or, with
-    ``weights_file``, read from that file."""
-    program = inference_program(graph, tile_rows)
-    header, source = EXPORT.render(
-        program, prefix=f"{name}_", name=name, macro=name.upper(),
+    C identifier) for ``target`` with the packed parameters ``block``, baked in or, with
+    ``weights_file``, read from that file; the header states ``footprint`` (flash, RAM
+    and stack as measured on the built object) when given."""
+    program = target_program(graph, target, tile_rows)
+    header, source = target.kernels.render(
+        program, prefix=f"{name}_", name=name, macro=name.upper(), machine=target,
+        footprint=footprint,
         summary_lines=[safe_comment(s) for s in summary_lines],
         weights_file=safe_comment(weights_file) if weights_file else None,
         weights=None if weights_file else weight_segments(graph, program.params, block),

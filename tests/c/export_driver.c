@@ -1,7 +1,8 @@
 /* Test driver for a model exported under the name "model":
  *   export_driver in.bin out.bin batch [weights-file]
  * reads batch rows (raw model_real values), checks the error codes, and writes three
- * predictions one after the other: with the internal workspace, with a caller's
+ * predictions one after the other: with the internal workspace (built with
+ * -DMODEL_STATIC_WORKSPACE; else a caller's workspace again), with a caller's
  * workspace of exactly MODEL_WORKSPACE_BYTES (so a sanitizer catches any access past
  * it), and row by row.  Built with -DDRIVER_STACK_BYTES=n (and -pthread), all of it runs
  * on a thread with a stack of n bytes. */
@@ -46,7 +47,7 @@ static int run(int argc, char **argv)
     }
     fclose(f);
 #ifdef MODEL_ERR_NO_WEIGHTS
-    if (model_predict(x, y, batch, NULL) != MODEL_ERR_NO_WEIGHTS) {
+    if (model_predict(x, y, batch, ws) != MODEL_ERR_NO_WEIGHTS) {
         return fail("predict before loading the weights did not fail");
     }
     if (model_load_weights(argv[1]) != MODEL_ERR_WEIGHTS_FILE
@@ -58,13 +59,22 @@ static int run(int argc, char **argv)
         return fail("cannot load the weights file");
     }
 #endif
+#if !defined(MODEL_STATIC_WORKSPACE) && MODEL_WORKSPACE_BYTES > 0
+    if (model_predict(x, y, batch, NULL) != MODEL_ERR_NULL) {
+        return fail("a NULL workspace was accepted without MODEL_STATIC_WORKSPACE");
+    }
+#endif
     if (model_predict(NULL, y, batch, NULL) != MODEL_ERR_NULL
             || model_predict(x, NULL, batch, ws) != MODEL_ERR_NULL
             || model_predict(x, y, 0, NULL) != MODEL_ERR_BATCH
             || model_predict(x, y, batch, (char *)misaligned + 1) != MODEL_ERR_ALIGN) {
         return fail("a bad argument was not reported");
     }
+#ifdef MODEL_STATIC_WORKSPACE
     ok = model_predict(x, y, batch, NULL) == MODEL_OK
+#else
+    ok = model_predict(x, y, batch, ws) == MODEL_OK
+#endif
         && model_predict(x, y + n_out, batch, ws) == MODEL_OK;
     for (size_t i = 0; ok && i < batch; i++) {
         ok = model_predict(x + i * MODEL_N_INPUTS, y + 2 * n_out + i * MODEL_N_OUTPUTS, 1,

@@ -43,25 +43,27 @@ extern uint32_t __stack_limit__;
 
 static real x[N_INPUTS], y[N_OUTPUTS];
 
-/* Paints the stack from its limit up to just below the caller's frame. */
+/* Paints the stack from its limit up to the caller's frame (inlined: the caller's stack
+ * pointer is the one read). */
 static inline __attribute__((always_inline)) uint32_t *paint_stack(void)
 {
     uint32_t *sp;
     __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (uint32_t *p = &__stack_limit__; p < sp - 8; p++) {
-        *p = PAINT;
+    for (volatile uint32_t *p = &__stack_limit__; p < sp; p++) {
+        *p = PAINT;             /* volatile: not a call to memset, whose frame is below sp */
     }
     return sp;
 }
 
-/* Bytes of stack used below `sp` since it was painted. */
-static size_t stack_used(const uint32_t *sp)
+/* Bytes of stack used below `sp` since it was painted (inlined: a frame of its own
+ * would be counted). */
+static inline __attribute__((always_inline)) size_t stack_used(const uint32_t *sp)
 {
-    const uint32_t *p = &__stack_limit__;
+    const volatile uint32_t *p = &__stack_limit__;
     while (p < sp && *p == PAINT) {
         p++;
     }
-    return (size_t)((const char *)sp - (const char *)p);
+    return (size_t)((const char *)sp - (const volatile char *)p);
 }
 
 static int read_row(FILE *in)

@@ -1,0 +1,138 @@
+"""The export for microcontrollers, proved on an emulated Cortex-M4: examples/embed_cortex_m
+cross-compiled against a linker script with a real part's limits (256 KiB flash, 64 KiB
+RAM), run under qemu-system-arm (mps2-an386, a Cortex-M4F) with semihosting; the outputs
+equal Python's, the stack painted in the program never goes past the stated figure, the
+workspace guard survives and the RAM and flash the header states are what was built.
+.ci/run installs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm."""
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlc
+from helpers import assert_matches, random_model
+from test_export import STRICT, digits_like, every_activation, predict_with_driver
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embed_cortex_m"
+QEMU = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
+        "enable=on,target=native"]
+ROWS = 40
+
+MODELS = {
+    "digits": lambda: digits_like(),
+    "every_activation": lambda: every_activation("float32"),
+    "zoo3": lambda: random_model(np.random.default_rng(3), "float32", max_width=80),
+    "zoo8": lambda: random_model(np.random.default_rng(8), "float32", max_width=80),
+    "zoo11": lambda: random_model(np.random.default_rng(11), "float32", max_width=80),
+}
+
+
+def run(command, **kwargs):
+    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, **kwargs)
+    assert done.returncode == 0, f"{command} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def build_and_run(net, tmp_path):
+    """(exported, printed rows, stack used, workspace guard line, build dir)."""
+    dlc.save(net, tmp_path / "net.dlc")
+    exported = dlc.export_c(net, tmp_path / "model", name="net", target="cortex-m4")
+    X = (np.random.default_rng(0).normal(size=(ROWS, net.n_inputs)) * 2).astype(np.float32)
+    np.savetxt(tmp_path / "rows.txt", X, fmt="%.9g")
+    build = tmp_path / "build"
+    run(["make", "-s", "-C", EXAMPLE, f"BUILD_DIR={build}", f"MODEL_DIR={tmp_path / 'model'}",
+         f"MODEL={tmp_path / 'net.dlc'}", f"ROWS={tmp_path / 'rows.txt'}", "NAME=net",
+         build / "prog.elf"])
+    out = run([*QEMU, "-kernel", build / "prog.elf"], cwd=tmp_path, timeout=120).stdout
+    lines = out.strip().splitlines()
+    stack = int(re.fullmatch(r"stack (\d+) bytes at most", lines[-2]).group(1))
+    return exported, X, np.loadtxt(lines[:-2], ndmin=2), stack, lines[-1], build
+
+
+def object_sections(obj: Path) -> dict:
+    out = run(["arm-none-eabi-size", "-A", obj]).stdout
+    sizes = {}
+    for name, size in re.findall(r"^\.(\w+)\S*\s+(\d+)", out, re.M):
+        sizes[name] = sizes.get(name, 0) + int(size)
+    return sizes
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_cortex_m4_under_qemu_equals_python(model, tmp_path):
+    net = MODELS[model]()
+    exported, X, printed, stack, guard, build = build_and_run(net, tmp_path)
+    expected = dlc.reference(net).predict(X)
+    classes, outputs = printed[:, 0].astype(int), printed[:, 1:]
+    assert_matches(outputs, expected, np.float32, what=f"{model} on the Cortex-M4",
+                   scale=max(1.0, np.abs(expected).max()))
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4
+    np.testing.assert_array_equal(classes[clear], expected.argmax(axis=1)[clear])
+
+    footprint = exported.footprint
+    assert guard == f"workspace {exported.workspace_bytes} bytes, guard intact"
+    if not footprint.external:          # libm's own frames are not in the stated figure
+        assert 0 < stack <= footprint.stack, (stack, footprint)
+    built = object_sections(build / "net.o")
+    assert built.get("data", 0) + built.get("bss", 0) + exported.workspace_bytes == footprint.ram
+    assert built.get("text", 0) + built.get("rodata", 0) + built.get("data", 0) == footprint.flash
+    header = exported.header.read_text()
+    for what in ("flash", "ram", "stack"):
+        assert f"#define NET_{what.upper()}_BYTES {getattr(footprint, what)}\n" in header
+
+
+def test_cortex_m4_code_is_fpu_multiply_accumulates_without_double(tmp_path):
+    net = dlc.Sequential([dlc.Input(64), dlc.Dense(32), dlc.ReLU(), dlc.Dense(10),
+                          dlc.Softmax()], dtype="float32", seed=0)
+    exported = dlc.export_c(net, tmp_path, name="net", target="cortex-m4")
+    flags = [*STRICT[:-1], "-Wdouble-promotion", *dlc.export.TARGETS["cortex-m4"].flags]
+    run(["arm-none-eabi-gcc", *flags, "-c", exported.source, "-o", tmp_path / "net.o"])
+    code = run(["arm-none-eabi-objdump", "-d", tmp_path / "net.o"]).stdout
+    assert re.search(r"\bvfma\.f32\b", code), "no FPU multiply-accumulate"
+    assert not re.search(r"\.f64\b|__aeabi_d", code), "double arithmetic in a float model"
+    footprint = exported.footprint
+    assert footprint.code <= 3 * 1024 and footprint.rodata == exported.weights_bytes
+    assert footprint.ram == exported.workspace_bytes and footprint.stack <= 512
+    assert footprint.external == ()
+
+
+@pytest.mark.parametrize("target", ["generic", "cortex-m0", "cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_plain_export_is_strict_c99_and_equals_python_on_the_host(target, cc, tmp_path):
+    """The plain kernels run on the host too (the cross targets differ only in flags)."""
+    net = every_activation("float32")
+    exported = dlc.export_c(net, tmp_path / "out", name="model", target=target,
+                            footprint=False)
+    X = (np.random.default_rng(1).normal(size=(50, net.n_inputs)) * 2).astype(np.float32)
+    got = predict_with_driver(exported, X, tmp_path, STRICT, cc=cc)
+    for y in got:
+        assert_matches(y, dlc.reference(net).predict(X), np.float32, what=target)
+    assert exported.workspace_bytes == exported.inspection.arena_bytes     # no blocks
+
+
+def test_export_carries_only_the_kernels_its_model_calls(tmp_path):
+    relu = dlc.Sequential([dlc.Input(8), dlc.Dense(4), dlc.ReLU(), dlc.Dense(3)], seed=0)
+    source = dlc.export_c(relu, tmp_path, name="m", target="generic").source.read_text()
+    defined = set(re.findall(r"^static inline \w+ \**(dlc_\w+)\(", source, re.M))
+    assert defined == {"dlc_bits", "dlc_from_bits", "dlc_mask_if", "dlc_relu",
+                       "dlc_plain_dense", "dlc_plain_relu"}
+    assert not re.search(r"dlc_(elu|silu|sigmoid1|activate1|softmax|gemm)", source)
+
+
+def test_every_activation_has_a_plain_kernel():
+    text = (Path(dlc.render.resource_dir("runtime")) / "portable.h").read_text()
+    for name in dlc.ops.ACTIVATIONS:
+        if name not in ("none", "softmax"):
+            assert f"static inline void dlc_plain_{name}(" in text, name
+    assert f"#define DLC_PLAIN_PANEL {dlc.targets.embedded.PLAIN_PANEL}\n" in text
+
+
+def test_unknown_target_is_a_clear_error(tmp_path):
+    net = every_activation("float32")
+    with pytest.raises(ValueError, match="unknown export target 'avr'; known targets: host"):
+        dlc.export_c(net, tmp_path, target="avr")
+    with pytest.raises(TypeError, match="target must be a string"):
+        dlc.inspect(net, target=4)
+    assert not list(tmp_path.iterdir())

@@ -11,10 +11,33 @@
 #include "dlc_runtime.h"
 
 /* The weight matrices of the plain dense kernel are column panels this many columns wide
- * (dlc/targets/embedded.py packs them so): four outputs are summed at once, in four
- * registers, from one read of each input. */
+ * (dlc/targets/embedded.py packs them so, and an export defines it): with 4 (the
+ * microcontrollers), four outputs are summed at once, in four registers, from one read of
+ * each input; with 1 (generic), W is stored transposed and each output is one dot
+ * product, which optimising compilers vectorise best. */
+#ifndef DLC_PLAIN_PANEL
 #define DLC_PLAIN_PANEL 4
+#endif
 
+#if DLC_PLAIN_PANEL == 1
+/* y = x W + b: x is (rows, n_in), W (n_in, n_out) stored transposed (n_out, n_in), b is
+ * (n_out), y is (rows, n_out).  Each output is summed over k in order, from 0, then the
+ * bias added. */
+static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
+                                   const dlc_real *W, const dlc_real *b, dlc_real *y)
+{
+    for (size_t i = 0; i < rows; i++, x += n_in, y += n_out) {
+        for (size_t j = 0; j < n_out; j++) {
+            const dlc_real *w = W + j * n_in;
+            dlc_real s = 0;
+            for (size_t k = 0; k < n_in; k++) {
+                s += x[k] * w[k];
+            }
+            y[j] = s + b[j];
+        }
+    }
+}
+#else
 /* y = x W + b: x is (rows, n_in), W (n_in, n_out) packed as ceil(n_out / 4) panels of
  * n_in rows of 4 columns (zero-padded), b is (n_out), y is (rows, n_out).  Each output is
  * summed over k in order, from 0, then the bias added. */
@@ -23,9 +46,9 @@ static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const
 {
     for (size_t i = 0; i < rows; i++, x += n_in, y += n_out) {
         const dlc_real *w = W;
-        for (size_t j = 0; j < n_out; j += DLC_PLAIN_PANEL) {
+        for (size_t j = 0; j < n_out; j += 4) {
             dlc_real s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (size_t k = 0; k < n_in; k++, w += DLC_PLAIN_PANEL) {
+            for (size_t k = 0; k < n_in; k++, w += 4) {
                 const dlc_real v = x[k];
                 s0 += v * w[0];
                 s1 += v * w[1];
@@ -45,6 +68,7 @@ static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const
         }
     }
 }
+#endif
 
 /* y[i] = act(x[i]) for n values, one function per activation (alpha: leaky_relu's slope,
  * elu's scale; ignored by the others); x and y may be the same buffer. */

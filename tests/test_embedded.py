@@ -127,6 +127,7 @@ def test_every_activation_has_a_plain_kernel():
         if name not in ("none", "softmax"):
             assert f"static inline void dlc_plain_{name}(" in text, name
     assert f"#define DLC_PLAIN_PANEL {dlc.targets.embedded.PLAIN_PANEL}\n" in text
+    assert f"#if DLC_PLAIN_PANEL == {dlc.targets.embedded.DOT_PANEL}\n" in text
 
 
 def test_unknown_target_is_a_clear_error(tmp_path):

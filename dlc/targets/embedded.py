@@ -13,8 +13,10 @@ from typing import Optional
 
 from . import Target
 
-# The plain kernels' weight panels: DLC_PLAIN_PANEL of runtime/portable.h.
-PLAIN_PANEL = 4
+# The plain kernels' weight panels (DLC_PLAIN_PANEL of runtime/portable.h, which the
+# export defines): 4 outputs at once in registers on a microcontroller; 1 (W transposed,
+# dot products) for optimising compilers, whose vectorisers do best with those.
+PLAIN_PANEL, DOT_PANEL = 4, 1
 PLAIN = Target("plain", header="export.h.j2", source="export.c.j2",
                kernels={"dense": "embedded/dense.c.j2", "activation": "embedded/activation.c.j2",
                         "softmax": "embedded/softmax.c.j2"})
@@ -55,7 +57,7 @@ def cortex_m(core: str, fpu: Optional[str], about: str) -> ExportTarget:
                         about=about)
 
 
-GENERIC = ExportTarget("generic", PLAIN, (*PLAIN_FLAGS, "-O2"), tile_rows=1, panel=PLAIN_PANEL,
+GENERIC = ExportTarget("generic", PLAIN, (*PLAIN_FLAGS, "-O2"), tile_rows=1, panel=DOT_PANEL,
                        packed=False, align=16,
                        about="plain loops for any C99 compiler, built here with the host's cc")
 CORTEX_M = (

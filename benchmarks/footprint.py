@@ -1,0 +1,124 @@
+"""What an exported model costs, per model and export target: code (text), constants
+(the weights), data, bss, worst-case stack (gcc's -fstack-usage through the call graph)
+and workspace, measured on the object each target's compiler builds; and on this x86-64
+machine, batch-1 latency of the host and generic exports next to a hand-written
+plain-loop C of the same net (plain_mlp.c), at three flag sets.
+
+    python benchmarks/footprint.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import dlc  # noqa: E402
+from dlc.build import compiler_command  # noqa: E402
+from dlc.inspect import measure_footprint  # noqa: E402
+from dlc.lower import lower  # noqa: E402
+from dlc.passes import INFERENCE_PIPELINE, run_pipeline  # noqa: E402
+from dlc.targets.export import TARGETS, c_literal  # noqa: E402
+from workloads import WORKLOADS, dlc_net  # noqa: E402
+
+HOST_FLAGS = {"-O2": ("-O2",), "-O3 native": ("-O3", "-march=native"),
+              "-O3 native fast-math": ("-O3", "-march=native", "-ffast-math")}
+COLUMNS = ("target", "flags", "text", "weights", "data", "bss", "stack", "workspace",
+           "batch-1 us")
+
+
+def plain_weights(net) -> str:
+    """plain_weights.h for plain_mlp.c: the folded dense layers of ``net`` (out, in)."""
+    graph = run_pipeline(lower(net), INFERENCE_PIPELINE)
+    dense = [n for n in graph.nodes if n.op == "dense"]
+    lines, layers = ["/* Weights for plain_mlp.c, written by footprint.py. */"], []
+    for i, node in enumerate(dense):
+        W, b = (graph.params[r].value.astype(np.float32) for r in node.inputs[1:])
+        for name, values in ((f"W{i}", W.T.reshape(-1)), (f"B{i}", b)):
+            lines.append(f"static const float {name}[{values.size}] = {{"
+                         + ", ".join(c_literal(v, "f32") for v in values) + "};")
+        layers.append(f"L({i}, {W.shape[0]}, {W.shape[1]}, "
+                      f"{int(node.attrs['activation'] == 'relu')})")
+    widest = max(n.type.row_size for n in dense)
+    return "\n".join([*lines, f"#define PLAIN_LAYERS(L) {' '.join(layers)}",
+                      f"#define PLAIN_WIDEST {widest}",
+                      f"#define BENCH_N_INPUTS {graph.inputs['%x'].row_size}",
+                      f"#define BENCH_N_OUTPUTS {dense[-1].type.row_size}", ""])
+
+
+def latency_us(sources, include: Path, flags, calls: int, runs: int) -> float:
+    exe = include / "harness"
+    subprocess.run([*compiler_command(), *flags, f"-I{include}", str(HERE / "harness.c"),
+                    *map(str, sources), "-o", str(exe), "-lm"], check=True,
+                   capture_output=True, text=True)
+    out = subprocess.run([str(exe), str(calls), str(runs), "1"], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[0]) / 1000
+
+
+def row(target, flags, fp, us=None) -> tuple:
+    return (target, flags, fp.text, fp.rodata, fp.data, fp.bss, fp.stack, fp.workspace,
+            "-" if us is None else f"{us:.3f}")
+
+
+def model_rows(net, quick: bool) -> list:
+    calls, runs = (2000, 5) if quick else (20000, 21)
+    rows = []
+    for name, target in TARGETS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            exported = dlc.export_c(net, tmp, name="bench", target=name)
+            fp = exported.footprint or measure_footprint(
+                exported.source, "bench", target, exported.workspace_bytes)
+            rows.append(row(name, " ".join(target.flags[1:]), fp))
+    for name in ("host", "generic"):
+        target = TARGETS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            exported = dlc.export_c(net, tmp, name="bench", target=name, footprint=False)
+            for label, flags in HOST_FLAGS.items():
+                built = dataclasses.replace(target, flags=("-std=gnu99", *flags))
+                fp = measure_footprint(exported.source, "bench", built, exported.workspace_bytes)
+                us = latency_us([exported.source], Path(tmp), built.flags, calls, runs)
+                rows.append(row(f"{name} (x86-64)", label, fp, us))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "plain_weights.h").write_text(plain_weights(net))
+        (Path(tmp) / "bench.h").write_text((HERE / "plain_bench.h").read_text())
+        for label, flags in HOST_FLAGS.items():
+            built = dataclasses.replace(TARGETS["generic"], flags=("-std=gnu99", f"-I{tmp}",
+                                                                   *flags))
+            fp = measure_footprint(HERE / "plain_mlp.c", "bench", built, 0)
+            us = latency_us([HERE / "plain_mlp.c"], Path(tmp), built.flags, calls, runs)
+            rows.append(row("hand-written plain loops (x86-64)", label, fp, us))
+    return rows
+
+
+def print_table(title: str, rows: list) -> None:
+    cells = [COLUMNS] + [tuple(map(str, r)) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    print(f"== {title} ==")
+    for c in cells:
+        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w)
+                        for i, (v, w) in enumerate(zip(c, widths))))
+    print()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the small model, short timings")
+    args = parser.parse_args(argv)
+    names = ["small"] if args.quick else ["small", "mnist"]
+    for name in names:
+        w = WORKLOADS[name]
+        print_table(f"footprint: {name} {'-'.join(map(str, w.sizes))}, float32, bytes",
+                    model_rows(dlc_net(w), args.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -177,7 +178,8 @@ def measure_code_size(source: Path, cc=None, flags=EXPORT_FLAGS) -> CodeSize:
 def measure_footprint(source: Path, name: str, target: ExportTarget, workspace: int,
                       cc=None) -> Footprint:
     """Builds ``source`` (the export of model ``name``) as ``target`` builds it, with
-    gcc's stack analysis, and measures its sections and its deepest call chain."""
+    gcc's stack analysis, and measures its sections and its deepest call chain (through
+    the C library's functions too, when the target links static archives)."""
     command = [*compiler_command(target.cc or cc), *target.flags]
     with tempfile.TemporaryDirectory() as tmp:
         obj = Path(tmp) / "model.o"
@@ -185,14 +187,87 @@ def measure_footprint(source: Path, name: str, target: ExportTarget, workspace: 
                       "-o", str(obj)])
         sections = object_sections(obj, target.size_tool)
         frames, calls = call_graph((Path(tmp) / "model.ci").read_text())
+    if target.cc:
+        library_frames, library_calls = library_graph(tuple(command))
+        frames = {**library_frames, **frames}
+        calls = {**library_calls, **calls}
     chain = deepest_chain(f"{name}_predict", frames, calls)
-    defined = set(frames)
-    external = sorted({callee for callees in calls.values() for callee in callees
-                       if callee not in defined and not callee.startswith("__builtin")})
+    external = sorted(reachable(f"{name}_predict", calls) - set(frames))
     return Footprint(
         command=" ".join([*command, "-c", source.name]), text=sections.text,
         rodata=sections.rodata, data=sections.data, bss=sections.bss, workspace=workspace,
         stack=sum(frames[f] for f in chain), chain=tuple(chain), external=tuple(external))
+
+
+def reachable(function: str, calls: dict) -> set:
+    seen, todo = set(), [function]
+    while todo:
+        f = todo.pop()
+        if f not in seen:
+            seen.add(f)
+            todo.extend(calls.get(f, ()))
+    return seen - {function}
+
+
+# What the stack analysis reads in a disassembled Arm archive (objdump -dr): a function's
+# label, the instructions that grow its frame, and the relocations of its calls and tail
+# calls.
+ARM_FUNCTION = re.compile(r"^[0-9a-f]+ <([^>]+)>:$")
+ARM_PUSH = re.compile(r"\t(?:push(?:\.w)?|stmdb(?:\.w)?\s+sp!,)\s*\{([^}]*)\}")
+ARM_VPUSH = re.compile(r"\t(?:vpush|vstmdb\s+sp!,)\s*\{([^}]*)\}")
+ARM_SUB_SP = re.compile(r"\tsub(?:\.w|w)?\s+sp,\s*(?:sp,\s*)?#(\d+)")
+ARM_CALL = re.compile(r"\tR_ARM_(?:THM_CALL|THM_JUMP24|THM_JUMP19|CALL|JUMP24)\s+(\S+)")
+
+
+def register_bytes(registers: str, size: int) -> int:
+    """Bytes a push of ``registers`` ("r4, r5, lr" or "d8-d10") stores."""
+    total = 0
+    for item in registers.split(","):
+        first, _, last = item.strip().partition("-")
+        total += size * (int(last[1:]) - int(first[1:]) + 1 if last else 1)
+    return total
+
+
+@lru_cache(maxsize=None)
+def library_graph(command: tuple) -> tuple:
+    """({function: frame bytes}, {function: callees}) of the static libraries a cross
+    compiler links (libm, libc, libgcc) for the flags of ``command``, from their
+    disassembly: a frame is what the function's pushes and stack adjustments store."""
+    objdump = shutil.which(command[0][:-len("gcc")] + "objdump")
+    frames, calls = {}, {}
+    if objdump is None:
+        return frames, calls
+    archives = [subprocess.run([*command, f"-print-file-name={lib}"], capture_output=True,
+                               text=True).stdout.strip() for lib in ("libm.a", "libc.a")]
+    archives.append(subprocess.run([*command, "-print-libgcc-file-name"], capture_output=True,
+                                   text=True).stdout.strip())
+    for archive in archives:
+        if not Path(archive).is_file():
+            continue
+        text = subprocess.run([objdump, "-dr", archive], capture_output=True,
+                              text=True).stdout
+        function = None
+        for line in text.splitlines():
+            label = ARM_FUNCTION.match(line)
+            if label:
+                function = label.group(1)
+                frames.setdefault(function, 0)
+                continue
+            if function is None:
+                continue
+            for pattern, size in ((ARM_PUSH, 4), (ARM_VPUSH, None)):
+                found = pattern.search(line)
+                if found:
+                    registers = found.group(1)
+                    frames[function] += register_bytes(
+                        registers, size or (8 if registers.strip().startswith("d") else 4))
+            found = ARM_SUB_SP.search(line)
+            if found:
+                frames[function] += int(found.group(1))
+            found = ARM_CALL.search(line)
+            if found and found.group(1) != function:
+                calls.setdefault(function, set()).add(found.group(1))
+    return frames, calls
 
 
 def object_sections(obj: Path, size_tool: str = "size") -> CodeSize:
@@ -227,11 +302,13 @@ def call_graph(ci_text: str) -> tuple:
     return frames, calls
 
 
-def deepest_chain(function: str, frames: dict, calls: dict) -> list:
-    """The call chain from ``function`` with the most stack bytes (the generated code
-    never recurses); functions outside the file count nothing here."""
-    if function not in frames:
+def deepest_chain(function: str, frames: dict, calls: dict, active: frozenset = frozenset()) -> list:
+    """The call chain from ``function`` with the most stack bytes; functions of unknown
+    frame count nothing, and a call back into the chain (recursion in a library) is cut."""
+    if function not in frames or function in active:
         return []
-    best = max((deepest_chain(callee, frames, calls) for callee in calls.get(function, ())),
+    active = active | {function}
+    best = max((deepest_chain(callee, frames, calls, active)
+                for callee in calls.get(function, ())),
                key=lambda chain: sum(frames[f] for f in chain), default=[])
     return [function, *best]

@@ -73,8 +73,8 @@ def test_cortex_m4_under_qemu_equals_python(model, tmp_path):
 
     footprint = exported.footprint
     assert guard == f"workspace {exported.workspace_bytes} bytes, guard intact"
-    if not footprint.external:          # libm's own frames are not in the stated figure
-        assert 0 < stack <= footprint.stack, (stack, footprint)
+    assert footprint.external == ()     # libm's frames too are in the stated figure
+    assert 0 < stack <= footprint.stack, (stack, footprint)
     built = object_sections(build / "net.o")
     assert built.get("data", 0) + built.get("bss", 0) + exported.workspace_bytes == footprint.ram
     assert built.get("text", 0) + built.get("rodata", 0) + built.get("data", 0) == footprint.flash
@@ -96,19 +96,25 @@ def test_cortex_m4_code_is_fpu_multiply_accumulates_without_double(tmp_path):
     assert footprint.code <= 3 * 1024 and footprint.rodata == exported.weights_bytes
     assert footprint.ram == exported.workspace_bytes and footprint.stack <= 512
     assert footprint.external == ()
+    inspected = dlc.inspect(net, target="cortex-m4").footprint
+    assert (inspected.flash, inspected.ram, inspected.stack) == (footprint.flash, footprint.ram,
+                                                                 footprint.stack)
 
 
-@pytest.mark.parametrize("target", ["generic", "cortex-m0", "cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("target, dtype", [("generic", "float32"), ("generic", "float64"),
+                                           ("cortex-m0", "float32"), ("cortex-m4", "float32"),
+                                           ("cortex-m7", "float64")])
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
-def test_plain_export_is_strict_c99_and_equals_python_on_the_host(target, cc, tmp_path):
-    """The plain kernels run on the host too (the cross targets differ only in flags)."""
-    net = every_activation("float32")
+def test_plain_export_is_strict_c99_and_equals_python_on_the_host(target, dtype, cc, tmp_path):
+    """The plain kernels run on the host too (the cross targets differ only in the weight
+    panels and the flags)."""
+    net = every_activation(dtype)
     exported = dlc.export_c(net, tmp_path / "out", name="model", target=target,
                             footprint=False)
-    X = (np.random.default_rng(1).normal(size=(50, net.n_inputs)) * 2).astype(np.float32)
+    X = (np.random.default_rng(1).normal(size=(50, net.n_inputs)) * 2).astype(dtype)
     got = predict_with_driver(exported, X, tmp_path, STRICT, cc=cc)
     for y in got:
-        assert_matches(y, dlc.reference(net).predict(X), np.float32, what=target)
+        assert_matches(y, dlc.reference(net).predict(X), dtype, what=target)
     assert exported.workspace_bytes == exported.inspection.arena_bytes     # no blocks
 
 

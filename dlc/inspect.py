@@ -235,39 +235,49 @@ def library_graph(command: tuple) -> tuple:
     disassembly: a frame is what the function's pushes and stack adjustments store."""
     objdump = shutil.which(command[0][:-len("gcc")] + "objdump")
     frames, calls = {}, {}
-    if objdump is None:
-        return frames, calls
-    archives = [subprocess.run([*command, f"-print-file-name={lib}"], capture_output=True,
-                               text=True).stdout.strip() for lib in ("libm.a", "libc.a")]
-    archives.append(subprocess.run([*command, "-print-libgcc-file-name"], capture_output=True,
-                                   text=True).stdout.strip())
-    for archive in archives:
-        if not Path(archive).is_file():
-            continue
+    for archive in library_archives(command) if objdump else ():
         text = subprocess.run([objdump, "-dr", archive], capture_output=True,
                               text=True).stdout
-        function = None
-        for line in text.splitlines():
-            label = ARM_FUNCTION.match(line)
-            if label:
-                function = label.group(1)
-                frames.setdefault(function, 0)
-                continue
-            if function is None:
-                continue
-            for pattern, size in ((ARM_PUSH, 4), (ARM_VPUSH, None)):
-                found = pattern.search(line)
-                if found:
-                    registers = found.group(1)
-                    frames[function] += register_bytes(
-                        registers, size or (8 if registers.strip().startswith("d") else 4))
-            found = ARM_SUB_SP.search(line)
-            if found:
-                frames[function] += int(found.group(1))
+        disassembled_frames(text, frames, calls)
+    return frames, calls
+
+
+def library_archives(command: tuple) -> list:
+    """The libm, libc and libgcc archives ``command`` (a cross gcc and its flags) links."""
+    def ask(option):
+        return subprocess.run([*command, option], capture_output=True, text=True).stdout.strip()
+
+    paths = [ask("-print-file-name=libm.a"), ask("-print-file-name=libc.a"),
+             ask("-print-libgcc-file-name")]
+    return [path for path in paths if Path(path).is_file()]
+
+
+def disassembled_frames(text: str, frames: dict, calls: dict) -> None:
+    """Adds the frames and calls of the functions of an ``objdump -dr`` listing."""
+    function = None
+    for line in text.splitlines():
+        label = ARM_FUNCTION.match(line)
+        if label:
+            function = label.group(1)
+            frames.setdefault(function, 0)
+        elif function is not None:
+            frames[function] += frame_growth(line)
             found = ARM_CALL.search(line)
             if found and found.group(1) != function:
                 calls.setdefault(function, set()).add(found.group(1))
-    return frames, calls
+
+
+def frame_growth(line: str) -> int:
+    """Bytes the instruction on ``line`` grows the stack by (pushes, sub sp)."""
+    found = ARM_PUSH.search(line)
+    if found:
+        return register_bytes(found.group(1), 4)
+    found = ARM_VPUSH.search(line)
+    if found:
+        registers = found.group(1)
+        return register_bytes(registers, 8 if registers.strip().startswith("d") else 4)
+    found = ARM_SUB_SP.search(line)
+    return int(found.group(1)) if found else 0
 
 
 def object_sections(obj: Path, size_tool: str = "size") -> CodeSize:
@@ -302,7 +312,8 @@ def call_graph(ci_text: str) -> tuple:
     return frames, calls
 
 
-def deepest_chain(function: str, frames: dict, calls: dict, active: frozenset = frozenset()) -> list:
+def deepest_chain(function: str, frames: dict, calls: dict,
+                  active: frozenset = frozenset()) -> list:
     """The call chain from ``function`` with the most stack bytes; functions of unknown
     frame count nothing, and a call back into the chain (recursion in a library) is cut."""
     if function not in frames or function in active:

@@ -31,7 +31,8 @@ MODELS = {
 
 def run(command, **kwargs):
     done = subprocess.run(list(map(str, command)), capture_output=True, text=True, **kwargs)
-    assert done.returncode == 0, f"{command} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, \
+        f"{command} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return done
 
 

@@ -72,15 +72,18 @@ def cpu_seconds(exe: Path, calls: int) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def interleaved_us(programs: dict, calls: int, rounds: int) -> dict:
+def interleaved_us(programs: dict, seconds: float, rounds: int) -> dict:
     """label -> us of CPU per batch-1 call: the best over ``rounds`` of the difference
-    between runs of ``calls`` and of calls / 10 (which cancels the start-up), the
-    programs run in turn so that the machine's load hits them alike."""
+    between runs of n calls (about ``seconds`` long) and of n / 10 (which cancels the
+    start-up), the programs run in turn so that the machine's load hits them alike."""
+    calls = {label: max(100, int(seconds * 1000 / max(cpu_seconds(exe, 1000), 1e-4)))
+             for label, exe in programs.items()}
     best = {label: float("inf") for label in programs}
     for _ in range(rounds):
         for label, exe in programs.items():
-            spent = cpu_seconds(exe, calls) - cpu_seconds(exe, calls // 10)
-            best[label] = min(best[label], spent / (calls - calls // 10) * 1e6)
+            n = calls[label]
+            spent = cpu_seconds(exe, n) - cpu_seconds(exe, n // 10)
+            best[label] = min(best[label], spent / (n - n // 10) * 1e6)
     return best
 
 
@@ -90,7 +93,7 @@ def row(target, flags, fp, us=None) -> tuple:
 
 
 def model_rows(net, quick: bool) -> list:
-    calls, rounds = (20000, 3) if quick else (200000, 7)
+    seconds, rounds = (0.03, 3) if quick else (0.3, 7)
     rows = []
     for name, target in TARGETS.items():
         with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +125,7 @@ def model_rows(net, quick: bool) -> list:
             measured[key] = measure_footprint(HERE / "plain_mlp.c", "bench", built, 0)
             programs[key] = harness([HERE / "plain_mlp.c"], plain, built.flags,
                                     plain / f"harness{len(programs)}")
-        us = interleaved_us(programs, calls, rounds)
+        us = interleaved_us(programs, seconds, rounds)
     return rows + [row(*key, measured[key], us[key]) for key in programs]
 
 

@@ -341,9 +341,26 @@ def test_bad_arguments_and_models_are_rejected(tmp_path):
 torch = pytest.importorskip("torch")
 
 
-def torch_mlp():
+class ResidualMLP(torch.nn.Module):
+    """x -> Linear, BatchNorm1d, ReLU = h -> h + Dropout(LeakyReLU(Linear(h))) -> Linear,
+    Softmax: the relu's output feeds two nodes, and an Add joins two computed values."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.BatchNorm1d(32),
+                                        torch.nn.ReLU())
+        self.branch = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.LeakyReLU(0.1),
+                                          torch.nn.Dropout(0.2))
+        self.head = torch.nn.Sequential(torch.nn.Linear(32, 4), torch.nn.Softmax(dim=1))
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head(h + self.branch(h))
+
+
+def torch_mlp(residual=False):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
+    net = ResidualMLP() if residual else torch.nn.Sequential(
         torch.nn.Linear(12, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
         torch.nn.Linear(32, 16), torch.nn.LeakyReLU(0.1), torch.nn.Dropout(0.2),
         torch.nn.Linear(16, 4), torch.nn.Softmax(dim=1))
@@ -372,9 +389,9 @@ def export_torch(net, path, dynamo):
     return onnx.load(str(path))
 
 
-@pytest.fixture(scope="module")
-def trained_torch():
-    return torch_mlp()
+@pytest.fixture(scope="module", params=["chain", "residual"])
+def trained_torch(request):
+    return torch_mlp(residual=request.param == "residual")
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
@@ -386,6 +403,8 @@ def test_pytorch_mlp_through_onnx_equals_onnxruntime(dynamo, trained_torch, tmp_
     with torch.no_grad():
         assert_matches(expected, net(torch.tensor(X)).numpy(), np.float32, "ORT vs torch")
     imported = dlc.from_onnx(tmp_path / "mlp.onnx")
+    if isinstance(net, ResidualMLP):
+        assert sum(isinstance(layer, dlc.Add) for layer in imported.layers) == 1
     assert_matches(dlc.reference(imported).predict(X), expected, np.float32, "reference")
     assert_matches(dlc.compile(imported).predict(X), expected, np.float32, "compiled C")
     exported = dlc.export_c(imported, tmp_path / "c", name="model")

@@ -31,13 +31,15 @@ class ParamSpec:
 class Tensor:
     """A symbolic value in the functional form: the layer that made it, the tensors that
     layer read (``parents``) and its width.  It keeps weak references to the tensors made
-    from it, so a model can tell a branch it would drop from one built for another model."""
+    from it, so a model can tell a branch it would drop (still held, in no model) from one
+    of another model already built."""
 
     def __init__(self, features: int, layer: "Layer" = None, parents=(), name: str = None):
         if isinstance(parents, Tensor):
             parents = (parents,)
         self.features, self.layer, self.name = features, layer, name
         self.parents = tuple(parents)
+        self.claimed = False        # part of a model already built
         self.children = weakref.WeakSet()
         for parent in self.parents:
             parent.children.add(self)
@@ -287,6 +289,8 @@ class Model:
         self.output_layers = tuple(position[id(t)] for t in outputs)
         _assign_names(self.layers)
         _check_branches(tensors, position, outputs)
+        for t in tensors:
+            t.claimed = True
         self.n_inputs = inputs.features
         self.output_widths = tuple(t.features for t in outputs)
         self.n_outputs = sum(self.output_widths)
@@ -433,17 +437,17 @@ def _topological(inputs: Tensor, outputs: list) -> list:
 
 def _check_branches(tensors: list, position: dict, outputs: list) -> None:
     """A tensor made from one of the model's inner values (not an output) must be part of
-    the model: else the model would silently drop that branch."""
+    the model or of a model built before: else the model would silently drop that branch."""
     outs = {id(t) for t in outputs}
     for t in tensors:
         if id(t) in outs:
             continue
         for child in list(t.children):
-            if id(child) not in position:
+            if id(child) not in position and not child.claimed:
                 raise ValueError(
                     f"{child.layer.describe()} reads the output of {t.layer.describe()} but "
-                    f"reaches none of the model's outputs; list it in outputs=[...] (or build "
-                    f"it from an output)")
+                    f"reaches none of the model's outputs; list it in outputs=[...] (a "
+                    f"branch of another model is fine once that model is built)")
 
 
 def _assign_names(layers) -> None:

@@ -85,6 +85,8 @@ def test_a_dropped_side_branch_is_an_error_naming_its_layer():
     assert net.output_widths == (2, 3)
     # A model ending at h is a sub-model: layers built on its output are not dropped.
     assert [layer.name for layer in dlc.Model(x, h).layers] == ["trunk"]
+    # Once a model holds the side branch, another model may leave it out.
+    assert [layer.name for layer in dlc.Model(x, kept).layers] == ["trunk", "kept"]
 
 
 def test_model_outputs_are_checked():

@@ -139,7 +139,13 @@ class Program:
     tile_rows: Optional[int] = None     # inference: rows per tile
     cost: Optional[Arg] = None          # training: the scalar cost
     output_widths: tuple = ()           # inference: the width of each output; several sit
-                                        # side by side in each row of y, in order
+                                        # side by side in each row of y, in order (and the
+                                        # arena ends with a tile of y's rows)
+
+    @property
+    def output_starts(self) -> tuple:
+        """The first column of each output in y."""
+        return tuple(sum(self.output_widths[:k]) for k in range(len(self.output_widths)))
 
     @property
     def buffers(self) -> tuple:
@@ -270,6 +276,8 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
     y_type = TensorType((BATCH, sum(widths)), x_type.dtype)
     y = Buffer("y", out_ref or "%y", y_type, "y", elements=y_type.row_size, per_row=True)
     plan = plan_memory(graph, tile_rows, exclude={out_ref} - {None})
+    if out_ref is None:     # a tile of y at the arena's end, for an entry with one pointer
+        plan = MemoryPlan(plan.offsets, plan.size + buffer_elements(y_type, tile_rows))
     layout = inference_layout(graph)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]

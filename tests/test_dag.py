@@ -5,6 +5,8 @@ library, the export, training and ONNX.
 Oracles: dlc.reference (the NumPy interpreter) for C; finite differences for the
 gradients; PyTorch for the training steps of a residual MLP; onnxruntime for ONNX.
 """
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ from dlc.train import compile_trainer, reference_trainer
 from dlc.train.graph import cost_graph
 from helpers import assert_matches
 from test_autodiff import check_gradients
-from test_export import STRICT, predict_with_driver
+from test_export import STRICT, compile_c, predict_with_driver
 
 
 def residual_net(dtype="float32", seed=0, final=dlc.Softmax):
@@ -196,6 +198,69 @@ def test_several_outputs_export_side_by_side(tmp_path):
     expected = np.concatenate(dlc.reference(net).predict(X), axis=1)
     for y in predict_with_driver(exported, X, tmp_path, STRICT):
         assert_matches(y, expected, np.float32, "export_c")
+
+
+OUTPUTS_DRIVER = """
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+/* x.bin -> y0.bin, y1.bin, y2.bin through model_predict_outputs, with its own workspace
+ * and with the internal one. */
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        return 1;
+    }
+    size_t rows = (size_t)atoi(argv[2]);
+    static const size_t widths[3] = {MODEL_OUTPUT_0_WIDTH, MODEL_OUTPUT_1_WIDTH,
+                                     MODEL_OUTPUT_2_WIDTH};
+    model_real *x = malloc(rows * MODEL_N_INPUTS * sizeof(model_real)), *y[3];
+    void *workspace = malloc(MODEL_WORKSPACE_BYTES);
+    FILE *f = fopen(argv[1], "rb");
+    if (!x || !workspace || !f || fread(x, sizeof(model_real), rows * MODEL_N_INPUTS, f)
+            != rows * MODEL_N_INPUTS) {
+        return 2;
+    }
+    fclose(f);
+    for (int k = 0; k < 3; k++) {
+        y[k] = malloc(2 * rows * widths[k] * sizeof(model_real));
+    }
+    if (model_predict_outputs(x, y[0], y[1], y[2], rows, workspace) != MODEL_OK
+            || model_predict_outputs(x, y[0] + rows * widths[0], y[1] + rows * widths[1],
+                                     y[2] + rows * widths[2], rows, NULL) != MODEL_OK
+            || model_predict_outputs(x, NULL, y[1], y[2], rows, NULL) != MODEL_ERR_NULL) {
+        return 3;
+    }
+    for (int k = 0; k < 3; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "y%d.bin", k);
+        f = fopen(name, "wb");
+        fwrite(y[k], sizeof(model_real), 2 * rows * widths[k], f);
+        fclose(f);
+        free(y[k]);
+    }
+    free(x);
+    free(workspace);
+    return 0;
+}
+"""
+
+
+def test_several_outputs_export_one_pointer_each(tmp_path):
+    net = two_outputs("float32")
+    exported = dlc.export_c(net, tmp_path / "out", name="model")
+    (tmp_path / "driver.c").write_text(OUTPUTS_DRIVER)
+    binary = compile_c([tmp_path / "driver.c", exported.source], tmp_path / "driver", STRICT,
+                       exported.source.parent)
+    X = rows(net, 300)        # more rows than a tile
+    (tmp_path / "x.bin").write_bytes(X.tobytes())
+    done = subprocess.run([str(binary), str(tmp_path / "x.bin"), str(len(X))], cwd=tmp_path)
+    assert done.returncode == 0
+    for k, expected in enumerate(dlc.reference(net).predict(X)):
+        got = np.fromfile(tmp_path / f"y{k}.bin", np.float32).reshape(2, len(X), -1)
+        for copy in got:
+            assert_matches(copy, expected, np.float32, f"output {k}")
 
 
 # ---------------------------------------------------------------- training

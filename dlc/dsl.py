@@ -355,7 +355,7 @@ class Model:
         total = sum(row[3] for row in rows)
         trainable = sum(row[4] for row in rows)
         title = (f"{type(self).__name__} ({self.dtype.name}): {self.n_inputs} inputs -> "
-                 f"{self.n_outputs} outputs")
+                 f"{' + '.join(map(str, self.output_widths))} outputs")
         return "\n".join([title] + format_table(("Layer", "Kind", "Output shape", "Params", "Trainable"),
                                        rows) + [
             f"Total params: {total:,} ({total * self.dtype.itemsize:,} bytes as {self.dtype.name})",

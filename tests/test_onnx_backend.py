@@ -1,7 +1,7 @@
 """onnx's own backend node tests, through dlc.onnx_backend, for the ops dlc imports.
 
 Which cases apply is decided from each case's graph and shapes (dlc.onnx_backend
-explains the (batch, features) view); the cases that do not apply are listed in
+explains the (batch, features) view, and when the whole static input is one example); the cases that do not apply are listed in
 EXCLUDED, once, each with its reason.  Every applicable case runs through the
 reference interpreter; a representative set (C_CASES) through the compiled C.
 All of these cases are float32 (onnx has no float64 case for these ops).
@@ -44,7 +44,8 @@ EXCLUDED = {
 C_CASES = {name: {"engine": "c"} for name in [
     "test_gemm_transposeB", "test_matmul_2d", "test_mul_bcast", "test_batchnorm_epsilon",
     "test_softmax_axis_2", "test_flatten_axis2", "test_clip", "test_leakyrelu",
-    "test_relu_expanded_ver18", "test_dropout_default"]}
+    "test_relu_expanded_ver18", "test_dropout_default", "test_logsoftmax_axis_2",
+    "test_gemm_transposeA", "test_add", "test_elu"]}
 
 
 NODE = ".OnnxBackendNodeModelTest."

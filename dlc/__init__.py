@@ -18,7 +18,8 @@ from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # 
 
 from .onnx import from_onnx, to_onnx  # noqa: E402  (onnx itself is imported on use)
 
-__all__ = ["Add", "BatchNorm", "Concatenate", "LogSoftmax", "Dense", "Dropout", "ELU", "Input", "LeakyReLU", "Model", "Normalize",
+__all__ = ["Add", "BatchNorm", "Concatenate", "LogSoftmax", "Dense", "Dropout", "ELU", "Input",
+           "LeakyReLU", "Model", "Normalize",
            "ReLU", "Sequential", "Sigmoid", "SiLU", "Softmax", "Tanh", "compile", "reference",
            "lower",
            "export_c", "inspect",

@@ -406,8 +406,8 @@ def _output_list(outputs) -> list:
     many = isinstance(outputs, (list, tuple))
     outputs = list(outputs) if many else [outputs]
     if not outputs or not all(isinstance(t, Tensor) for t in outputs):
-        raise TypeError("Model outputs must be a dlc tensor or a list of dlc tensors, got "
-                        f"{[type(t).__name__ for t in outputs] if many else type(outputs[0]).__name__}")
+        got = [type(t).__name__ for t in outputs] if many else type(outputs[0]).__name__
+        raise TypeError(f"Model outputs must be a dlc tensor or a list of dlc tensors, got {got}")
     if len({id(t) for t in outputs}) < len(outputs):
         raise ValueError("Model outputs list the same tensor twice")
     return outputs

@@ -1,8 +1,9 @@
 """dlc: a static-graph compiler from a small Python DSL for dense networks to C."""
 from .version import __version__
 
-from .dsl import (ELU, BatchNorm, Dense, Dropout, Input, LeakyReLU, Model,  # noqa: E402
-                  Normalize, ReLU, Sequential, Sigmoid, SiLU, Softmax, Tanh)
+from .dsl import (ELU, Add, BatchNorm, Concatenate, Dense, Dropout, Input,  # noqa: E402
+                  LeakyReLU, LogSoftmax, Model, Normalize, ReLU, Sequential, Sigmoid, SiLU,
+                  Softmax, Tanh)
 from .api import compile, reference  # noqa: E402
 from .lower import lower  # noqa: E402
 from .export import export_c  # noqa: E402
@@ -17,7 +18,8 @@ from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # 
 
 from .onnx import from_onnx, to_onnx  # noqa: E402  (onnx itself is imported on use)
 
-__all__ = ["BatchNorm", "Dense", "Dropout", "ELU", "Input", "LeakyReLU", "Model", "Normalize",
+__all__ = ["Add", "BatchNorm", "Concatenate", "LogSoftmax", "Dense", "Dropout", "ELU", "Input",
+           "LeakyReLU", "Model", "Normalize",
            "ReLU", "Sequential", "Sigmoid", "SiLU", "Softmax", "Tanh", "compile", "reference",
            "lower",
            "export_c", "inspect",

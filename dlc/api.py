@@ -28,10 +28,11 @@ class Reference:
         self.graph = graph
         (self.input_ref, self.input_type), = graph.inputs.items()
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X):
+        """The output rows of ``X``: an array, or with several outputs a tuple of arrays."""
         X = as_batch(X, self.input_type.row_size, self.input_type.np_dtype)
-        (y,), _ = interpreter.run(self.graph, {self.input_ref: X})
-        return y
+        ys, _ = interpreter.run(self.graph, {self.input_ref: X})
+        return ys[0] if len(ys) == 1 else tuple(ys)
 
 
 def reference(net: Model) -> Reference:

@@ -251,22 +251,32 @@ def dlc_class(module: str, name: str):
 
 def model_manifest(net: dsl.Model, arrays: Arrays) -> dict:
     layers = [{"type": type(layer).__name__, "module": type(layer).__module__,
-               "config": encode(constructor_config(layer), arrays, layer.name)}
-              for layer in net.layers]
-    return {"layers": layers, "dtype": np.dtype(net.dtype).name,
+               "config": encode(constructor_config(layer), arrays, layer.name),
+               "inputs": list(sources)}
+              for layer, sources in zip(net.layers, net.wiring)]
+    return {"layers": layers, "outputs": list(net.output_layers), "dtype": np.dtype(net.dtype).name,
             "seed": encode(net.seed, arrays, "seed"), "n_inputs": net.n_inputs,
             "input_name": net.input_name, "ir": str(lower(net)),
             "params": {name: arrays.add(value, name) for name, value in net.params.items()}}
 
 
 def build_model(spec: dict, arrays: dict) -> dsl.Model:
-    x = inputs = dsl.Input(spec["n_inputs"], name=spec.get("input_name"))
-    for layer in spec["layers"]:
+    inputs = dsl.Input(spec["n_inputs"], name=spec.get("input_name"))
+    values = []
+    for i, layer in enumerate(spec["layers"]):
         cls = dlc_class(layer["module"], layer["type"])
         if not issubclass(cls, dsl.Layer):
             raise CheckpointError(f"checkpoint layer type {layer['type']!r} is not a dlc layer")
-        x = cls(**decode(layer["config"], arrays))(x)
-    net = dsl.Model(inputs, x, dtype=spec["dtype"], seed=decode(spec["seed"], arrays))
+        sources = layer.get("inputs", [i - 1])       # older checkpoints hold chains
+        if not (isinstance(sources, list) and sources and all(
+                type(s) is int and -1 <= s < i for s in sources)):
+            raise CheckpointError(f"checkpoint layer {i} reads {sources!r}, not earlier layers")
+        reads = [inputs if s < 0 else values[s] for s in sources]
+        values.append(cls(**decode(layer["config"], arrays))(
+            reads if issubclass(cls, dsl.Merge) else reads[0]))
+    outputs = [values[k] for k in spec.get("outputs", [len(values) - 1])]
+    net = dsl.Model(inputs, outputs if len(outputs) > 1 else outputs[0], dtype=spec["dtype"],
+                    seed=decode(spec["seed"], arrays))
     if str(lower(net)) != spec["ir"]:
         raise CheckpointError("the model rebuilt from the checkpoint does not lower to the "
                               "saved IR (saved by an incompatible dlc version?)")

@@ -218,6 +218,11 @@ def predict(model, rows, output, classes, threads):
         Y = compile_model(net, threads=threads).predict(read_rows(rows))
     except (TypeError, ValueError) as exc:      # unreadable rows, wrong width, NaN
         raise JobFailed(f"{rows}: {one_line(exc)}") from exc
+    if isinstance(Y, tuple):        # several outputs: side by side, as the export's y
+        if classes:
+            raise JobFailed(f"{model}: --classes needs a model with one output, this one "
+                            f"has {len(Y)}")
+        Y = np.concatenate(Y, axis=1)
     result = Y.argmax(axis=1) if classes else Y
     if output is None:
         np.savetxt(sys.stdout, result.reshape(len(result), -1), fmt=number_format(result),

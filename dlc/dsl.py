@@ -5,6 +5,7 @@ layers only describe shapes and how to initialise them.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,11 +29,25 @@ class ParamSpec:
 
 
 class Tensor:
-    """A symbolic value in the functional form: the layer that made it and its width."""
+    """A symbolic value in the functional form: the layer that made it, the tensors that
+    layer read (``parents``) and its width.  It keeps weak references to the tensors made
+    from it, so a model can tell a branch it would drop (still held, in no model) from one
+    of another model already built."""
 
-    def __init__(self, features: int, layer: "Layer" = None, parent: "Tensor" = None,
-                 name: str = None):
-        self.features, self.layer, self.parent, self.name = features, layer, parent, name
+    def __init__(self, features: int, layer: "Layer" = None, parents=(), name: str = None):
+        if isinstance(parents, Tensor):
+            parents = (parents,)
+        self.features, self.layer, self.name = features, layer, name
+        self.parents = tuple(parents)
+        self.claimed = False        # part of a model already built
+        self.children = weakref.WeakSet()
+        for parent in self.parents:
+            parent.children.add(self)
+
+    @property
+    def parent(self) -> "Tensor":
+        """The first tensor the layer read (the only one, but for Add and Concatenate)."""
+        return self.parents[0] if self.parents else None
 
     def __repr__(self) -> str:
         if self.layer is None:
@@ -212,41 +227,100 @@ class Softmax(Activation):
     kind = "softmax"
 
 
-class Model:
-    """A network from an input tensor to an output tensor (the functional form)."""
+class LogSoftmax(Activation):
+    """log(softmax(x)) over each row, computed stably (x - max - log(sum(exp(x - max))))."""
+    kind = "log_softmax"
 
-    def __init__(self, inputs: Tensor, outputs: Tensor, dtype="float32", seed: int = 0):
+
+class Merge(Layer):
+    """A layer of several tensors: call it on a list, ``dlc.Add()([a, b])``."""
+
+    def __call__(self, xs) -> Tensor:
+        if isinstance(xs, Tensor) or not isinstance(xs, (list, tuple)):
+            raise TypeError(f"{self.describe()} must be called on a list of at least two dlc "
+                            f"tensors, got {type(xs).__name__}")
+        if len(xs) < 2 or not all(isinstance(x, Tensor) for x in xs):
+            raise TypeError(f"{self.describe()} must be called on a list of at least two dlc "
+                            f"tensors, got {[type(x).__name__ for x in xs]}")
+        if len({id(x) for x in xs}) < len(xs):
+            raise ValueError(f"{self.describe()} reads the same tensor twice")
+        return Tensor(self.out_features(tuple(x.features for x in xs)), self, tuple(xs))
+
+
+class Add(Merge):
+    """The element-wise sum of tensors of one width (a residual connection)."""
+    kind = "add"
+
+    def out_features(self, n_in):
+        if len(set(n_in)) > 1:
+            raise ValueError(f"{self.describe()} adds tensors of one width, got widths "
+                             f"{list(n_in)}")
+        return n_in[0]
+
+
+class Concatenate(Merge):
+    """Tensors side by side along the features, in the order given."""
+    kind = "concatenate"
+
+    def out_features(self, n_in):
+        return sum(n_in)
+
+
+class Model:
+    """A network from an input tensor to one output tensor or several (the functional
+    form).  The layers may form any DAG: a tensor read by several layers, ``Add`` and
+    ``Concatenate`` joining branches; every layer must reach an output."""
+
+    def __init__(self, inputs: Tensor, outputs, dtype="float32", seed: int = 0):
         if not isinstance(inputs, Tensor) or inputs.layer is not None:
             raise TypeError("Model inputs must be the tensor returned by dlc.Input(...)")
-        if not isinstance(outputs, Tensor):
-            raise TypeError("Model outputs must be a dlc tensor")
+        outputs = _output_list(outputs)
         self.dtype = DTYPES[dtype_code(dtype)]
         self.seed = check_int(seed, "Model seed", low=0)
         self.input_name = inputs.name
-        self.layers = _chain(inputs, outputs)
-        if not self.layers:
+        tensors = _topological(inputs, outputs)
+        if not tensors:
             raise ValueError("the model has no layers between its input and output")
+        self.layers = [t.layer for t in tensors]
+        position = {id(t): i for i, t in enumerate(tensors)}
+        # wiring[i]: where layer i reads from, -1 for the model input, else a layer index
+        self.wiring = tuple(tuple(-1 if p is inputs else position[id(p)] for p in t.parents)
+                            for t in tensors)
+        self.output_layers = tuple(position[id(t)] for t in outputs)
         _assign_names(self.layers)
-        self.n_inputs, self.n_outputs = inputs.features, outputs.features
+        _check_branches(tensors, position, outputs)
+        for t in tensors:
+            t.claimed = True
+        self.n_inputs = inputs.features
+        self.output_widths = tuple(t.features for t in outputs)
+        self.n_outputs = sum(self.output_widths)
         self.params, self.param_info = {}, {}
         self._init_params(np.random.default_rng(seed))
 
+    @property
+    def multi_output(self) -> bool:
+        return len(self.output_layers) > 1
+
     def _init_params(self, rng) -> None:
-        n = self.n_inputs
-        for layer in self.layers:
+        for layer, n in zip(self.layers, self.input_widths()):
             for short, spec in layer.init_params(n, rng, self.dtype).items():
                 name = f"{layer.name}.{short}"
                 self.params[name] = spec.value
                 self.param_info[name] = (layer, spec.trainable, spec.regularized)
-            n = layer.out_features(n)
 
     def input_widths(self) -> list:
-        """The width of each layer's input, in order."""
-        widths, n = [], self.n_inputs
-        for layer in self.layers:
+        """The width of each layer's input, in order (a tuple for Add and Concatenate)."""
+        widths, outs = [], []
+        for layer, sources in zip(self.layers, self.wiring):
+            n = tuple(self.n_inputs if s < 0 else outs[s] for s in sources)
+            n = n if isinstance(layer, Merge) else n[0]
             widths.append(n)
-            n = layer.out_features(n)
+            outs.append(layer.out_features(n))
         return widths
+
+    def output_features(self) -> list:
+        """The width of each layer's output, in order."""
+        return [layer.out_features(n) for layer, n in zip(self.layers, self.input_widths())]
 
     def get_params(self) -> dict:
         return {name: value.copy() for name, value in self.params.items()}
@@ -276,14 +350,12 @@ class Model:
             counts[layer][0] += self.params[name].size
             counts[layer][1] += self.params[name].size if trainable else 0
         rows = [(self.input_name or "input", "input", f"(B, {self.n_inputs})", 0, 0)]
-        n = self.n_inputs
-        for layer in self.layers:
-            n = layer.out_features(n)
+        for layer, n in zip(self.layers, self.output_features()):
             rows.append((layer.name, layer.kind, f"(B, {n})", *counts[layer]))
         total = sum(row[3] for row in rows)
         trainable = sum(row[4] for row in rows)
         title = (f"{type(self).__name__} ({self.dtype.name}): {self.n_inputs} inputs -> "
-                 f"{self.n_outputs} outputs")
+                 f"{' + '.join(map(str, self.output_widths))} outputs")
         return "\n".join([title] + format_table(("Layer", "Kind", "Output shape", "Params", "Trainable"),
                                        rows) + [
             f"Total params: {total:,} ({total * self.dtype.itemsize:,} bytes as {self.dtype.name})",
@@ -292,7 +364,8 @@ class Model:
 
     def __repr__(self) -> str:
         chain = " -> ".join(l.name for l in self.layers)
-        return f"<dlc.Model {self.n_inputs} -> {self.n_outputs}: {chain}>"
+        outs = " + ".join(map(str, self.output_widths))
+        return f"<dlc.Model {self.n_inputs} -> {outs}: {chain}>"
 
 
 class Sequential(Model):
@@ -328,16 +401,53 @@ def format_table(header: tuple, rows: list) -> list:
     return [line(header), rule] + [line(row) for row in cells[1:]] + [rule]
 
 
-def _chain(inputs: Tensor, outputs: Tensor) -> list:
-    layers, t = [], outputs
-    while t is not inputs:
+def _output_list(outputs) -> list:
+    """The model's outputs as a list: one tensor, or a non-empty list or tuple of them."""
+    many = isinstance(outputs, (list, tuple))
+    outputs = list(outputs) if many else [outputs]
+    if not outputs or not all(isinstance(t, Tensor) for t in outputs):
+        got = [type(t).__name__ for t in outputs] if many else type(outputs[0]).__name__
+        raise TypeError(f"Model outputs must be a dlc tensor or a list of dlc tensors, got {got}")
+    if len({id(t) for t in outputs}) < len(outputs):
+        raise ValueError("Model outputs list the same tensor twice")
+    return outputs
+
+
+def _topological(inputs: Tensor, outputs: list) -> list:
+    """The tensors computed between ``inputs`` and ``outputs``, each after those it
+    reads (depth first from the outputs in order: a chain keeps its order)."""
+    order, done, made = [], set(), {}
+    stack = [(t, False) for t in reversed(outputs)]
+    while stack:
+        t, expanded = stack.pop()
+        if t is inputs or id(t) in done:
+            continue
+        if expanded:
+            done.add(id(t))
+            order.append(t)
+            continue
         if t.layer is None:
             raise ValueError("Model outputs are not computed from the given inputs")
-        if t.layer in layers:
+        if made.setdefault(t.layer, t) is not t:
             raise ValueError(f"{t.layer.describe()} is used twice; create a new layer instead")
-        layers.append(t.layer)
-        t = t.parent
-    return layers[::-1]
+        stack.append((t, True))
+        stack.extend((p, False) for p in reversed(t.parents))
+    return order
+
+
+def _check_branches(tensors: list, position: dict, outputs: list) -> None:
+    """A tensor made from one of the model's inner values (not an output) must be part of
+    the model or of a model built before: else the model would silently drop that branch."""
+    outs = {id(t) for t in outputs}
+    for t in tensors:
+        if id(t) in outs:
+            continue
+        for child in list(t.children):
+            if id(child) not in position and not child.claimed:
+                raise ValueError(
+                    f"{child.layer.describe()} reads the output of {t.layer.describe()} but "
+                    f"reaches none of the model's outputs; list it in outputs=[...] (a "
+                    f"branch of another model is fine once that model is built)")
 
 
 def _assign_names(layers) -> None:

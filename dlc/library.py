@@ -25,6 +25,7 @@ class CompiledModel:
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
         self._build_options = dict(build_options or {}, cc=cc)
         self.n_inputs, self.n_outputs = program.n_inputs, program.n_outputs
+        self.output_widths = program.output_widths
         self.dtype = next(iter(graph.inputs.values())).np_dtype
         self._layout = program.params
         self.params = pack_params(graph, self._layout, self.dtype)
@@ -32,7 +33,12 @@ class CompiledModel:
         self._fastcall = fastcall(cc)
         self.threads = threads
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X):
+        """The output rows of ``X``: an array, or with several outputs a tuple of arrays."""
+        y = self._predict(X)
+        return y if len(self.output_widths) < 2 else split_outputs(y, self.output_widths)
+
+    def _predict(self, X) -> np.ndarray:
         # The fast path takes a C-contiguous 2-D array of the model's dtype and width and
         # leaves the finiteness check to C; anything else comes back as None and goes
         # through as_batch, which converts it or raises a clear error.  The entry is read
@@ -101,6 +107,11 @@ class CompiledModel:
 
     def __reduce__(self):
         return (rebuild_compiled, (self.graph, dict(self._build_options, threads=self.threads)))
+
+
+def split_outputs(y: np.ndarray, widths) -> tuple:
+    """The outputs side by side in the rows of ``y`` as one array each."""
+    return tuple(np.split(y, np.cumsum(widths)[:-1], axis=1))
 
 
 def rebuild_compiled(graph: Graph, options: dict) -> CompiledModel:

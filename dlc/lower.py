@@ -15,7 +15,8 @@ def lower(model: dsl.Model, mode: str = "inference") -> Graph:
     b = GraphBuilder()
     x = b.input("x", TensorType((BATCH, model.n_inputs), dtype_code(model.dtype)),
                 label=model.input_name)
-    for layer in model.layers:
+    values = []
+    for layer, sources in zip(model.layers, model.wiring):
         params = {}
         for name, (owner, trainable, regularized) in model.param_info.items():
             if owner is layer:
@@ -23,8 +24,10 @@ def lower(model: dsl.Model, mode: str = "inference") -> Graph:
                 params[short] = b.param(name, model.params[name], trainable=trainable,
                                         regularized=regularized, layer=layer.name)
         rule = lower_activation if isinstance(layer, dsl.Activation) else RULES[type(layer)]
-        x = rule(b, layer, x, params, mode)
-    return verify(b.build([x]))
+        reads = [x if s < 0 else values[s] for s in sources]
+        values.append(rule(b, layer, reads if isinstance(layer, dsl.Merge) else reads[0],
+                           params, mode))
+    return verify(b.build([values[i] for i in model.output_layers]))
 
 
 def lower_dense(b, layer, x, p, mode):
@@ -78,9 +81,21 @@ def lower_activation(b, layer, x, p, mode):
     return b.add(layer.kind, x, layer=layer.name, **layer.op_attrs())
 
 
+def lower_merge(op: str):
+    """Add and Concatenate: one binary op, applied left to right over the tensors."""
+    def rule(b, layer, xs, p, mode):
+        y = xs[0]
+        for x in xs[1:]:
+            y = b.add(op, y, x, layer=layer.name)
+        return y
+    return rule
+
+
 RULES = {
     dsl.Dense: lower_dense,
     dsl.BatchNorm: lower_batchnorm,
     dsl.Dropout: lower_dropout,
     dsl.Normalize: lower_normalize,
+    dsl.Add: lower_merge("add"),
+    dsl.Concatenate: lower_merge("concat"),
 }

@@ -62,6 +62,7 @@ class Value:
     dims: tuple                      # ONNX dimensions after the batch axes
     batch_axes: int = 1
     affine: Affine = None
+    shared: bool = False             # its tensor is also read without this value's affine
 
     @property
     def features(self) -> int:
@@ -77,18 +78,20 @@ class Imported:
     """The dlc model and how its flat (batch, features) arrays map to the ONNX shapes."""
     net: dsl.Model
     input_dims: tuple
-    output_dims: tuple
+    output_dims: list           # per output
     batch_axes: int
-    output_batch_axes: int
+    output_batch_axes: list     # per output
 
 
 def from_onnx(model) -> dsl.Model:
     """A dlc model computing the ONNX model's graph.
 
     ``model`` is a path, an ``onnx.ModelProto`` or its serialized bytes.  The graph
-    must be a chain from one input to one output whose first dimension is the batch
-    (symbolic or fixed) and whose other dimensions are static.  What cannot be
-    imported raises one ValueError listing every unsupported node and shape.
+    has one input whose first dimension is the batch (symbolic or fixed) and whose other
+    dimensions are static, and one or more outputs; it may be any DAG (a residual Add
+    of two computed values, a Concat along the features).  A Gemm with transA=1 reading
+    the input needs a static input shape: the whole input is then one example.  What
+    cannot be imported raises one ValueError listing every unsupported node and shape.
     """
     return import_model(model).net
 
@@ -130,11 +133,30 @@ def opset_of(model) -> int:
     return max(versions, default=1)
 
 
-def import_model(model, batch_axes: int = 1) -> Imported:
+def import_model(model, batch_axes: int = None) -> Imported:
     """``from_onnx`` with the shape bookkeeping; ``batch_axes`` leading axes of the input
-    form the batch (the ONNX backend views N-D node tests that way)."""
+    form the batch (the ONNX backend views N-D node tests that way).  By default one, or
+    none when a Gemm with transA=1 reads the input and its shape is static: the whole
+    input is then one example."""
     model = prepare(model)
+    if batch_axes is None:
+        batch_axes = 0 if transposed_input(model) else 1
     return Importer(model, batch_axes).run()
+
+
+def transposed_input(model) -> bool:
+    """Whether a Gemm with transA=1 reads the graph's input, whose shape is static."""
+    inits = {t.name for t in model.graph.initializer}
+    x = next((v for v in model.graph.input if v.name not in inits), None)
+    if x is None:
+        return False
+    dims = x.type.tensor_type.shape.dim
+    static = bool(dims) and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
+    helper = _onnx().helper
+    return static and any(
+        n.op_type == "Gemm" and n.input and n.input[0] == x.name
+        and any(a.name == "transA" and helper.get_attribute_value(a) for a in n.attribute)
+        for n in model.graph.node)
 
 
 class Importer:
@@ -148,6 +170,7 @@ class Importer:
         self.params = {}            # layer -> {short name: array}
         self.used_names = set()
         self.skipped = set()         # ids of nodes already reported, not converted
+        self.taken_outputs = []      # the tensors of the graph outputs so far
         self.types = self.value_types()
 
     # ---------------------------------------------------------------- bookkeeping
@@ -181,9 +204,14 @@ class Importer:
     def run(self) -> Imported:
         x_name, dtype = self.read_input()
         self.evaluate_constants()
-        runtime = [n for n in self.graph.node if not self.is_constant_node(n)]
+        runtime = self.live([n for n in self.graph.node if not self.is_constant_node(n)])
+        self.readers = {}
+        for node in runtime:
+            for name in node.input:
+                self.readers[name] = self.readers.get(name, 0) + 1
+        for out in self.graph.output:
+            self.readers[out.name] = self.readers.get(out.name, 0) + 1
         self.check_ops(runtime)
-        self.check_chain(x_name, runtime)
         self.check_static_shapes(runtime)
         if self.problems and not all(isinstance(d, int) for d in self.input_value.dims):
             self.raise_problems()        # nothing to walk without the input's width
@@ -192,20 +220,39 @@ class Importer:
         self.env[x_name] = self.input_value
         for node in runtime:
             self.convert(node)
-        out = self.env.get(self.graph.output[0].name)
-        if out is None and not self.problems:
-            self.problems.append(f"output {self.graph.output[0].name!r} is not computed "
-                                 f"from the input")
-        if out is not None and out.tensor is not None and not self.problems:
-            out = Value(self.materialize(out), out.dims, out.batch_axes)
-            if out.tensor is x:   # the graph computes its input: an exact identity layer
-                out.tensor = self.identity(x, self.graph.output[0].name)
+        outs = [self.output_value(o.name, x) for o in self.graph.output]
         self.raise_problems()
-        net = dsl.Model(x, out.tensor, dtype=dtype)
+        tensors = [o.tensor for o in outs]
+        net = dsl.Model(x, tensors if len(tensors) > 1 else tensors[0], dtype=dtype)
         net.set_params({f"{layer.name}.{short}": value
                         for layer, values in self.params.items()
                         for short, value in values.items()})
-        return Imported(net, self.input_value.dims, out.dims, self.batch_axes, out.batch_axes)
+        return Imported(net, self.input_value.dims, [o.dims for o in outs], self.batch_axes,
+                        [o.batch_axes for o in outs])
+
+    def live(self, runtime) -> list:
+        """The nodes some graph output needs (ONNX's dead code, such as an unused mask
+        output's producer, is not imported)."""
+        needed, kept = {o.name for o in self.graph.output}, []
+        for node in reversed(runtime):
+            if any(name in needed for name in node.output if name):
+                kept.append(node)
+                needed.update(i for i in node.input if i)
+        return kept[::-1]
+
+    def output_value(self, name: str, x):
+        """The graph output ``name`` as a Value whose tensor is a layer's own: its pending
+        affine materialized, an identity layer where it is the input or another output."""
+        out = self.env.get(name)
+        if out is None and not self.problems:
+            self.problems.append(f"output {name!r} is not computed from the input")
+        if out is None or out.tensor is None or self.problems:
+            return Value(None, ())
+        out = Value(self.materialize(out), out.dims, out.batch_axes)
+        if out.tensor is x or out.tensor in self.taken_outputs:
+            out.tensor = self.identity(out.tensor, name)
+        self.taken_outputs.append(out.tensor)
+        return out
 
     def raise_problems(self) -> None:
         if self.problems:
@@ -216,11 +263,10 @@ class Importer:
     def read_input(self):
         inits = {t.name for t in self.graph.initializer}
         inputs = [v for v in self.graph.input if v.name not in inits]
-        if len(inputs) != 1 or len(self.graph.output) != 1:
-            raise ValueError(f"model: dlc imports a graph with one input and one output; this one "
-                             f"has inputs {[v.name for v in inputs]} and outputs "
-                             f"{[v.name for v in self.graph.output]} (graphs beyond a chain "
-                             f"come later)")
+        if len(inputs) != 1 or not self.graph.output:
+            raise ValueError(f"model: dlc imports a graph with one input and at least one "
+                             f"output; this one has inputs {[v.name for v in inputs]} and "
+                             f"outputs {[v.name for v in self.graph.output]}")
         x = inputs[0]
         onnx = _onnx()
         elem = x.type.tensor_type.elem_type
@@ -275,21 +321,6 @@ class Importer:
                           if node.domain in ("", "ai.onnx") else "unsupported op")
                 self.skipped.add(id(node))
 
-    def check_chain(self, x_name: str, runtime) -> None:
-        consumers = {}
-        for node in runtime:
-            computed = [i for i in node.input if i and i not in self.consts]
-            if len(computed) > 1:
-                self.fail(node, f"reads {len(computed)} computed values {computed}; graphs "
-                                f"beyond a chain (residual Add, Concat) come later")
-                self.skipped.add(id(node))
-            for name in computed:
-                consumers.setdefault(name, []).append(node.name or node.op_type)
-        for name, users in consumers.items():
-            if len(users) > 1:
-                self.problems.append(f"value {name!r} feeds {len(users)} nodes {users}; graphs "
-                                     f"beyond a chain come later")
-
     def check_static_shapes(self, runtime) -> None:
         for node in runtime:
             for name in node.output:
@@ -308,12 +339,22 @@ class Importer:
             self.mark_failed(node)
             return
         try:
-            value = CONVERTERS[node.op_type](self, node, computed[0])
+            if len(computed) > 1 and node.op_type not in MERGES:
+                raise Unsupported(f"reads {len(computed)} computed values; dlc joins two "
+                                  f"computed values only with {sorted(MERGES)}")
+            value = (MERGES[node.op_type](self, node, computed) if len(computed) > 1
+                     else CONVERTERS[node.op_type](self, node, computed[0]))
         except Unsupported as exc:
             self.fail(node, str(exc))
             self.mark_failed(node)
             return
+        if len(computed) == 1 and value.tensor is computed[0].tensor and (
+                computed[0].shared or self.readers.get(self.computed_input(node), 0) > 1):
+            value.shared = True       # the same dlc tensor is read elsewhere too
         self.env[node.output[0]] = value
+
+    def computed_input(self, node) -> str:
+        return next(i for i in node.input if i and i not in self.consts)
 
     def mark_failed(self, node) -> None:
         for name in node.output:
@@ -395,10 +436,11 @@ class Importer:
         return dense(tensor)
 
     def folds_back(self, value: Value) -> bool:
-        """Whether ``value``'s affine can fold into the Dense that made its tensor (in a
-        chain that Dense has no other reader; a DAG will have to check)."""
+        """Whether ``value``'s affine can fold into the Dense that made its tensor: one
+        whose output nothing else reads."""
         layer = value.tensor.layer
-        return isinstance(layer, dsl.Dense) and layer in self.params
+        return (isinstance(layer, dsl.Dense) and layer in self.params and not value.shared
+                and not value.tensor.children)
 
     def folds_forward(self, value: Value) -> bool:
         """Whether a Dense reading ``value`` should absorb its affine: one that would
@@ -438,9 +480,10 @@ def normalized_axis(axis: int, rank: int, node_what: str) -> int:
 
 # ---------------------------------------------------------------- converters
 
-def convert_dense(imp: Importer, node, x: Value, W, b) -> Value:
-    """A Dense of weights W (in, out) and bias b, absorbing a pending affine before it."""
-    if x.batch_axes != 1 or len(x.dims) != 1:
+def convert_dense(imp: Importer, node, x: Value, W, b, dims=None) -> Value:
+    """A Dense of weights W (in, out) and bias b, absorbing a pending affine before it;
+    ``dims`` are the output's ONNX feature dimensions (default (out,))."""
+    if x.batch_axes == 1 and len(x.dims) != 1 or x.batch_axes > 1:
         raise Unsupported(f"needs a (batch, features) input, got rank {x.rank}")
     if W.ndim != 2 or W.shape[0] != x.features:
         raise Unsupported(f"weights of shape {W.shape} do not take {x.features} features")
@@ -451,24 +494,47 @@ def convert_dense(imp: Importer, node, x: Value, W, b) -> Value:
         tensor = imp.materialize(x)
     layer = dsl.Dense(W.shape[1], name=imp.layer_name(node))
     imp.params[layer] = {"W": W, "b": b}
-    return Value(layer(tensor), (W.shape[1],))
+    return Value(layer(tensor), (W.shape[1],) if dims is None else tuple(dims), x.batch_axes)
+
+
+TRANS_A = ("transA=1 puts the batch on A's second axis; dlc imports it when A's shape is "
+           "static, taking the whole of A as one example (a row of its values)")
 
 
 def convert_gemm(imp, node, x):
     a = imp.attrs(node, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
     if node.input[0] not in imp.env:
         raise Unsupported("the computed value must be input A (the batch rows)")
-    if a["transA"]:
-        raise Unsupported("transA=1 puts the batch on A's second axis; dlc's input is "
-                          "(batch, features)")
+    if a["transA"] and x.batch_axes != 0:
+        raise Unsupported(TRANS_A)
     B = np.asarray(imp.const_input(node, 1), np.float64)
     if B.ndim != 2:
         raise Unsupported(f"B must be a matrix, got shape {B.shape}")
     W = a["alpha"] * (B.T if a["transB"] else B)
     C = imp.const_input(node, 2, np.zeros(()))
+    if x.batch_axes == 0:
+        return static_product(imp, node, x, W, a["beta"] * np.asarray(C, np.float64),
+                              a["transA"])
     out = Value(None, (W.shape[1],))
     b = a["beta"] * imp.per_feature(C, out, "C")
     return convert_dense(imp, node, x, W, b)
+
+
+def static_product(imp, node, x: Value, W, C, trans: bool = False) -> Value:
+    """A (M, K) @ W (K, N) + C (or A^T with A (K, M)) where A is a whole example (no batch
+    axis): one Dense of M K -> M N whose weights hold W once per row of the product."""
+    if len(x.dims) != 2:
+        raise Unsupported(f"A must be a matrix, got features {x.dims}")
+    K, M = x.dims if trans else x.dims[::-1]
+    if W.shape[0] != K:
+        raise Unsupported(f"B of shape {W.shape} does not take {K} columns of A")
+    N = W.shape[1]
+    eye = np.eye(M)
+    # row (k, m) of A^T's layout, or (m, k) of A's, feeds column (m, n) with weight W[k, n]
+    full = (np.einsum("kn,mp->kmpn", W, eye) if trans
+            else np.einsum("kn,mp->mkpn", W, eye)).reshape(K * M, M * N)
+    b = imp.per_feature(C, Value(None, (M, N), 0), "C")
+    return convert_dense(imp, node, x, full, b, dims=(M, N))
 
 
 def convert_matmul(imp, node, x):
@@ -478,6 +544,8 @@ def convert_matmul(imp, node, x):
     W = np.asarray(imp.const_input(node, 1), np.float64)
     if W.ndim != 2:
         raise Unsupported(f"the right operand must be a matrix, got shape {W.shape}")
+    if x.batch_axes == 0:
+        return static_product(imp, node, x, W, np.zeros(()))
     return convert_dense(imp, node, x, W, np.zeros(W.shape[1]))
 
 
@@ -541,9 +609,15 @@ def convert_elu(imp, node, x):
     return imp.add_layer(dsl.ELU(a["alpha"], name=imp.layer_name(node)), x)
 
 
-def convert_softmax(imp, node, x):
-    """Softmax over the features of each row: before opset 13 the axes from ``axis`` on
-    (default 1), from 13 the one ``axis`` (default -1); other feature axes must be 1."""
+def convert_softmax(layer_type):
+    def convert(imp, node, x):
+        return softmax_layer(imp, node, x, layer_type)
+    return convert
+
+
+def softmax_layer(imp, node, x, layer_type):
+    """(Log)Softmax over the features of each row: before opset 13 the axes from ``axis``
+    on (default 1), from 13 the one ``axis`` (default -1); other feature axes must be 1."""
     new = imp.opset >= 13
     a = imp.attrs(node, {"axis": -1 if new else 1})
     axis = normalized_axis(a["axis"], x.rank, "axis")
@@ -554,7 +628,7 @@ def convert_softmax(imp, node, x):
     if any(d != 1 for d in others):
         raise Unsupported(f"axis {a['axis']} of a tensor with features {x.dims} is not a "
                           f"softmax over each row's features")
-    return imp.add_layer(dsl.Softmax(name=imp.layer_name(node)), x)
+    return imp.add_layer(layer_type(name=imp.layer_name(node)), x)
 
 
 def convert_batchnorm(imp, node, x):
@@ -708,6 +782,80 @@ def convert_max(imp, node, x):
     return imp.with_affine(y, np.ones(x.features), c)
 
 
+def convert_add(imp, node, xs):
+    """The sum (Add, Sum) or difference (Sub) of computed values of one shape: an Add
+    layer."""
+    imp.attrs(node, {})
+    if any(x.dims != xs[0].dims or x.batch_axes != xs[0].batch_axes for x in xs):
+        raise Unsupported(f"the operands have features {[x.dims for x in xs]}; dlc adds "
+                          f"computed values of one shape (no broadcasting)")
+    a = xs[0]
+    if len(xs) == 2 and node.input[0] == node.input[1] and node.op_type != "Sum":
+        scale = 2.0 if node.op_type == "Add" else 0.0       # x + x, x - x: affine in x
+        return imp.with_affine(a, np.full(a.features, scale), np.zeros(a.features))
+    if node.op_type == "Sub":
+        xs = [a, imp.with_affine(xs[1], -np.ones(a.features), np.zeros(a.features))]
+    layer = dsl.Add(name=imp.layer_name(node))
+    return Value(layer(distinct(imp, [imp.materialize(x) for x in xs])), a.dims, a.batch_axes)
+
+
+def convert_concat(imp, node, xs):
+    """Values side by side along a feature axis that is the first one larger than 1
+    (so each row of the result is the rows of the operands, one after the other)."""
+    axis = imp.attrs(node, {"axis": None})["axis"]
+    if axis is None:
+        raise Unsupported("needs the axis attribute")
+    if len({x.batch_axes for x in xs}) > 1 or len({len(x.dims) for x in xs}) > 1:
+        raise Unsupported("the operands have different ranks")
+    k = xs[0].batch_axes
+    axis = normalized_axis(axis, xs[0].rank, "axis")
+    if axis < k:
+        raise Unsupported(f"axis {axis} concatenates along the batch")
+    i = axis - k
+    if any(x.dims[:i] != xs[0].dims[:i] or x.dims[i + 1:] != xs[0].dims[i + 1:] for x in xs):
+        raise Unsupported(f"the operands' features {[x.dims for x in xs]} differ off axis {axis}")
+    if any(d != 1 for d in xs[0].dims[:i]):
+        raise Unsupported(f"axis {axis} interleaves the operands' features within each row")
+    dims = xs[0].dims[:i] + (sum(x.dims[i] for x in xs),) + xs[0].dims[i + 1:]
+    layer = dsl.Concatenate(name=imp.layer_name(node))
+    return Value(layer(distinct(imp, [imp.materialize(x) for x in xs])), dims, k)
+
+
+def convert_concat_one(imp, node, x):
+    """A Concat of one operand is the identity; one with constants is not a dlc layer."""
+    imp.attrs(node, {"axis": None})
+    if len([i for i in node.input if i]) > 1:
+        raise Unsupported("concatenates a computed value with constants")
+    return x
+
+
+def convert_sum_one(imp, node, x):
+    """Sum of one computed value and constants: the value shifted by their sum."""
+    imp.attrs(node, {})
+    consts = [imp.per_feature(imp.consts[i], x, "a constant operand")
+              for i in node.input if i and i in imp.consts]
+    return imp.with_affine(x, np.ones(x.features), sum(consts, np.zeros(x.features)),
+                           imp.layer_name(node) if x.affine is None else None)
+
+
+def distinct(imp, tensors: list) -> list:
+    """``tensors`` with a repeated one passed through an identity layer (a merge layer
+    reads each tensor once)."""
+    seen, out = set(), []
+    for t in tensors:
+        out.append(imp.identity(t, "") if id(t) in seen else t)
+        seen.add(id(t))
+    return out
+
+
+# Ops of several computed values.
+MERGES = {
+    "Add": convert_add,
+    "Sum": convert_add,
+    "Sub": convert_add,
+    "Concat": convert_concat,
+}
+
 CONVERTERS = {
     "Gemm": convert_gemm,
     "MatMul": convert_matmul,
@@ -720,7 +868,8 @@ CONVERTERS = {
     "Tanh": convert_activation(dsl.Tanh),
     "LeakyRelu": convert_leaky_relu,
     "Elu": convert_elu,
-    "Softmax": convert_softmax,
+    "Softmax": convert_softmax(dsl.Softmax),
+    "LogSoftmax": convert_softmax(dsl.LogSoftmax),
     "BatchNormalization": convert_batchnorm,
     "Dropout": convert_dropout,
     "Identity": convert_identity,
@@ -730,12 +879,12 @@ CONVERTERS = {
     "Unsqueeze": convert_unsqueeze,
     "Clip": convert_clip,
     "Max": convert_max,
+    "Concat": convert_concat_one,
+    "Sum": convert_sum_one,
 }
 
-# Ops dlc has no layer for yet, with the reason the error gives.
-UNSUPPORTED = {
-    "LogSoftmax": "dlc has no LogSoftmax layer yet",
-}
+# Ops dlc has no layer for, with the reason the error gives.
+UNSUPPORTED = {}
 
 
 # ================================================================ export
@@ -767,6 +916,7 @@ class Exporter:
         self.helper = _onnx().helper
         self.nodes, self.initializers = [], []
         self.names = {}                 # IR ref -> ONNX value name
+        self.merges = {}                # IR ref of an add/concat -> (its ONNX node, layer)
         self.layers = {layer.name: layer for layer in net.layers}
         self.elem = {"f32": _onnx().TensorProto.FLOAT,
                      "f64": _onnx().TensorProto.DOUBLE}[graph.dtype]
@@ -780,14 +930,18 @@ class Exporter:
             self.initializers.append(_onnx().numpy_helper.from_array(param.value, ref[1:]))
         for node in self.graph.nodes:
             EXPORTERS[node.op](self, node)
-        (y_ref,) = self.graph.outputs
-        out_type = self.graph.types()[y_ref]
-        y = self.names[y_ref]
-        if y == "x":       # an empty graph after the passes
-            self.nodes.append(h.make_node("Identity", ["x"], ["y"], name="identity"))
-            y = "y"
+        types, outputs = self.graph.types(), []
+        for k, ref in enumerate(self.graph.outputs):
+            y = self.names[ref]
+            if y == "x" or y in outputs:     # an empty graph after the passes, or a repeat
+                name = "y" if len(self.graph.outputs) == 1 else f"y{k}"
+                self.nodes.append(h.make_node("Identity", [y], [name], name=f"identity_{name}"))
+                y = name
+            outputs.append(y)
         graph = h.make_graph(self.nodes, "dlc", [self.tensor_info("x", x_type)],
-                             [self.tensor_info(y, out_type)], self.initializers)
+                             [self.tensor_info(y, types[ref])
+                              for y, ref in zip(outputs, self.graph.outputs)],
+                             self.initializers)
         opsets = [h.make_opsetid("", self.opset)]
         return h.make_model(graph, opset_imports=opsets, producer_name="dlc",
                             ir_version=h.find_min_ir_version_for(opsets))
@@ -869,8 +1023,34 @@ def export_dropout(exp, node):
     exp.finish(node, out)
 
 
+def export_merge(op_type, many=None, **attrs):
+    """Add and Concatenate: a layer of k tensors lowers to k - 1 binary nodes, which export
+    as one ONNX node (``many``, Sum, when the binary op type takes two operands only)."""
+    def export(exp, node):
+        first = exp.merges.get(node.inputs[0])
+        if first is not None and first[1] == node.layer:
+            proto = first[0]
+            proto.input.append(exp.names[node.inputs[1]])
+            if many:
+                proto.op_type = many
+        else:
+            exp.emit(op_type, exp.inputs(node), node, **attrs)
+            proto = exp.nodes[-1]
+        exp.merges[node.out] = (proto, node.layer)
+        exp.finish(node, proto.output[0])
+    return export
+
+
+def export_log_softmax(exp, node):
+    exp.finish(node, exp.emit("LogSoftmax", exp.inputs(node), node,
+                              axis=-1 if exp.opset >= 13 else 1))
+
+
 EXPORTERS = {
     "dense": export_dense,
+    "add": export_merge("Add", many="Sum"),
+    "concat": export_merge("Concat", axis=1),
+    "log_softmax": export_log_softmax,
     "relu": export_activation,
     "sigmoid": export_activation,
     "tanh": export_activation,

@@ -16,7 +16,7 @@ import onnx
 from onnx.backend.base import Backend, BackendRep
 
 from . import api
-from .onnx import import_model, opset_of
+from .onnx import import_model, opset_of, transposed_input
 
 ENGINES = ("reference", "c")
 AXIS_OPS = ("Softmax", "LogSoftmax", "Flatten")
@@ -24,6 +24,8 @@ AXIS_OPS = ("Softmax", "LogSoftmax", "Flatten")
 
 def batch_axes_of(model) -> int:
     """How many leading input axes form the batch rows (see the module docstring)."""
+    if transposed_input(model) or varies_along_batch(model):
+        return 0
     opset = opset_of(model)
     for node in model.graph.node:
         if node.op_type in AXIS_OPS:
@@ -34,6 +36,15 @@ def batch_axes_of(model) -> int:
             axis = axis + rank if axis < 0 else axis
             return max(axis, 1)
     return 1
+
+
+def varies_along_batch(model) -> bool:
+    """Whether an input after the first (bound as a constant) has the first input's rank
+    and leading axis (> 1): then the whole first input is one example, and the constant
+    is its partner element by element."""
+    shapes = [tuple(d.dim_value for d in v.type.tensor_type.shape.dim) for v in model.graph.input]
+    x = shapes[0]
+    return bool(x) and x[0] > 1 and any(len(s) == len(x) and s[0] == x[0] for s in shapes[1:])
 
 
 def input_shape(model) -> tuple:
@@ -67,9 +78,11 @@ class DlcRep(BackendRep):
         rows = x.reshape((int(np.prod(x.shape[:k], dtype=np.int64)), -1))
         net = imported.net
         runner = api.compile(net) if self.engine == "c" else api.reference(net)
-        y = runner.predict(rows.astype(net.dtype, copy=False))
-        batch = x.shape[:k] if imported.output_batch_axes == k else (rows.shape[0],)
-        return (y.reshape(batch + tuple(imported.output_dims)),)
+        ys = runner.predict(rows.astype(net.dtype, copy=False))
+        ys = ys if isinstance(ys, tuple) else (ys,)
+        return tuple(y.reshape((x.shape[:k] if axes == k else (rows.shape[0],)) + tuple(dims))
+                     for y, dims, axes in zip(ys, imported.output_dims,
+                                              imported.output_batch_axes))
 
 
 class DlcBackend(Backend):

@@ -180,6 +180,12 @@ def softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def log_softmax(z):
+    """z - log(sum(exp(z))) over each row, with the row max taken out first (stable)."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def elu(z, alpha):
     return np.where(z > 0, z, real(z, alpha) * np.expm1(np.minimum(z, 0)))
 
@@ -332,6 +338,18 @@ def vjp_add(b, node, dy, needed):
     return dy, dy
 
 
+def vjp_concat(b, node, dy, needed):
+    """The gradient of each operand is its block of dy's columns."""
+    na = b.type(node.inputs[0]).shape[1]
+    nb = b.type(node.inputs[1]).shape[1]
+    return (b.add("take_columns", dy, layer=node.layer, start=0, width=na) if needed[0] else None,
+            b.add("take_columns", dy, layer=node.layer, start=na, width=nb) if needed[1] else None)
+
+
+def vjp_log_softmax(b, node, dy, needed):
+    return (b.add("log_softmax_grad", dy, node.out, layer=node.layer),)
+
+
 def vjp_of_loss(grad_op):
     """Losses are differentiated with respect to their prediction only."""
     def rule(b, node, dy, needed):
@@ -379,6 +397,12 @@ define("normalize", ("x", "mean", "var"), per_feature, normalize, attrs={"eps": 
        examples=examples("x", "v", "var", eps=1e-8))
 define("dropout", ("x",), same_as_input, lambda x, keep_prob: x.copy(),
        attrs={"keep_prob": REQUIRED}, examples=examples("x", keep_prob=0.5))
+# Log-softmax over each row: a layer of its own (no dense epilogue applies it).
+define("log_softmax", ("x",), same_as_input, log_softmax, vjp=vjp_log_softmax,
+       kernel=Kernel("log_softmax", in_place=True), examples=examples("x"))
+define("log_softmax_grad", ("dy", "out"), pairwise_batch,
+       lambda dy, y: dy - np.exp(y) * dy.sum(axis=1, keepdims=True),
+       examples=examples("x", "x"))
 
 
 # ---------------------------------------------------------------- training ops
@@ -421,6 +445,21 @@ def matmul_nt_shape(types, **_):
 def matmul_tn_shape(types, **_):
     x, dy = types
     return TensorType((batch_matrix(x), batch_matrix(dy, "gradient")), x.dtype)
+
+
+def concat_shape(types, **_):
+    a, b = types
+    return TensorType((BATCH, batch_matrix(a, "operand a") + batch_matrix(b, "operand b")),
+                      a.dtype)
+
+
+def take_columns_shape(types, start, width):
+    n = batch_matrix(types[0])
+    if not (isinstance(start, int) and isinstance(width, int) and start >= 0 and width >= 1
+            and start + width <= n):
+        raise ShapeError(f"columns [{start}, {start} + {width}) are not within the {n} "
+                         f"features of the input")
+    return TensorType((BATCH, width), types[0].dtype)
 
 
 def column_vector(types, **_):
@@ -601,6 +640,14 @@ define("dropout_train", ("x", "seed", "step"), dropout_shape, dropout_train,
        examples=examples("x", "k", "k", keep_prob=0.75, stream=5))
 define("add", ("a", "b"), same_shapes("a", "b"), lambda a, b: a + b, vjp=vjp_add,
        examples=examples("x", "x"))
+# Graphs beyond a chain: two tensors side by side along the features, and a block of
+# columns (the gradient of an operand of concat).
+define("concat", ("a", "b"), concat_shape, lambda a, b: np.concatenate([a, b], axis=1),
+       vjp=vjp_concat, examples=examples("x", "y"))
+define("take_columns", ("x",), take_columns_shape,
+       lambda x, start, width: x[:, start:start + width].copy(),
+       attrs={"start": REQUIRED, "width": REQUIRED},
+       examples=examples("x", start=3, width=6))
 define("ones_like", ("x",), lambda types: types[0], lambda x: np.ones_like(x),
        examples=examples("x"))
 for _loss, _cost, _grad in (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional, Union
 
-from .ir import DTYPES, Graph, Node, TensorType, format_node
+from .ir import BATCH, DTYPES, Graph, Node, TensorType, format_node
 from .layout import (GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size,
                      param_layout)
 from .ops import OPS
@@ -138,6 +138,14 @@ class Program:
     ir_lines: tuple
     tile_rows: Optional[int] = None     # inference: rows per tile
     cost: Optional[Arg] = None          # training: the scalar cost
+    output_widths: tuple = ()           # inference: the width of each output; several sit
+                                        # side by side in each row of y, in order (and the
+                                        # arena ends with a tile of y's rows)
+
+    @property
+    def output_starts(self) -> tuple:
+        """The first column of each output in y."""
+        return tuple(sum(self.output_widths[:k]) for k in range(len(self.output_widths)))
 
     @property
     def buffers(self) -> tuple:
@@ -257,31 +265,44 @@ def node_call(node: Node, graph: Graph, arg) -> Call:
 
 def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = None,
                       packed: bool = True) -> Program:
-    """The program of an inference graph (one batched input, one output): tiles of at
-    most ``tile_rows`` rows, parameters in P (dense weights packed in panels ``panel``
-    columns wide, by default a cache line), activations in the arena A.  ``packed=False``
-    is for a target whose kernels pack nothing: no blocks for the matrix multiply."""
+    """The program of an inference graph (one batched input, one output or several side by
+    side in y): tiles of at most ``tile_rows`` rows, parameters in P (dense weights packed
+    in panels ``panel`` columns wide, by default a cache line), activations in the arena A.
+    ``packed=False`` is for a target whose kernels pack nothing: no blocks for the matrix
+    multiply."""
     (x_ref, x_type), = graph.inputs.items()
-    out_ref, = graph.outputs
     types = graph.types()
-    out_type = types[out_ref]
-    plan = plan_memory(graph, tile_rows, exclude={out_ref})
+    widths = tuple(types[ref].row_size for ref in graph.outputs)
+    # One output is written straight into y; several are computed in the arena (one may
+    # be read after it is final) and then put side by side into y.
+    out_ref = graph.outputs[0] if len(widths) == 1 else None
+    y_type = TensorType((BATCH, sum(widths)), x_type.dtype)
+    y = Buffer("y", out_ref or "%y", y_type, "y", elements=y_type.row_size, per_row=True)
+    plan = plan_memory(graph, tile_rows, exclude={out_ref} - {None})
+    if out_ref is None:     # a tile of y at the arena's end, for an entry with one pointer
+        plan = MemoryPlan(plan.offsets, plan.size + buffer_elements(y_type, tile_rows))
     layout = inference_layout(graph, panel)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]
-    if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
+    if out_ref is not None and out_ref not in {n.out for n in graph.nodes}:
         calls.append(Call("copy", "copy", "output", "copy to output",
-                          {"x": arg(out_ref), "y": Buffer("y", out_ref, out_type, "y",
-                                                          elements=out_type.row_size,
-                                                          per_row=True)}))
+                          {"x": arg(out_ref), "y": y}))
+    if out_ref is None:
+        starts = [sum(widths[:k]) for k in range(len(widths))]
+        calls += [Call("put_columns", "put_columns", "output",
+                       safe_comment(f"output {k}: {ref} into columns [{start}, "
+                                    f"{start + width}) of y"),
+                       {"x": arg(ref), "y": y}, {"ld": y_type.row_size, "start": start})
+                  for k, (ref, start, width) in enumerate(zip(graph.outputs, starts, widths))]
     itemsize = x_type.np_dtype.itemsize
     return Program(
         kind="inference", dtype=x_type.dtype, calls=tuple(calls),
         regions={"P": layout.size, "A": plan.size, "x": x_type.row_size,
-                 "y": out_type.row_size},
-        params=layout, n_inputs=x_type.row_size, n_outputs=out_type.row_size,
+                 "y": y_type.row_size},
+        params=layout, n_inputs=x_type.row_size, n_outputs=y_type.row_size,
         blocks=program_blocks(calls, tile_rows, itemsize) if packed else GemmBlocks(),
-        ir_lines=tuple(ir_lines(graph)), tile_rows=tile_rows)
+        ir_lines=tuple(ir_lines(graph)),
+        tile_rows=tile_rows, output_widths=widths)
 
 
 def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_rows: int,

@@ -2,8 +2,9 @@
 
     pip install '.[demo,onnx]' torch onnxscript && python examples/from_pytorch.py [--out out/]
 
-On scikit-learn's bundled 8x8 digits: a PyTorch MLP whose first module is the input
-normalisation (x - mean) / std is trained for a few epochs, exported with
+On scikit-learn's bundled 8x8 digits: a residual PyTorch MLP whose first module is the
+input normalisation (x - mean) / std, with a block h + Dropout(LeakyReLU(Linear(h)))
+(a DAG: h feeds two nodes, an Add joins them), is trained for a few epochs, exported with
 ``torch.onnx.export`` (the TorchScript exporter, or ``--dynamo``), imported with
 ``dlc.from_onnx`` (the normalisation becomes a dlc Normalize), compiled and checked
 against onnxruntime, exported as plain C, built into examples/embed_c's program and
@@ -47,11 +48,22 @@ def torch_mlp(X_train, seed: int):
         def forward(self, x):
             return (x - self.mean) / self.std
 
+    class Residual(torch.nn.Module):
+        """h + block(h): the residual connection."""
+        def __init__(self, block):
+            super().__init__()
+            self.block = block
+
+        def forward(self, h):
+            return h + self.block(h)
+
     torch.manual_seed(seed)
     return torch.nn.Sequential(
         Standardize(X_train.mean(axis=0), X_train.std(axis=0) + 1e-3),
         torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(),
-        torch.nn.Dropout(0.2), torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1))
+        Residual(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.LeakyReLU(0.1),
+                                     torch.nn.Dropout(0.2))),
+        torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1))
 
 
 def train_torch(net, X, y, epochs: int, seed: int):

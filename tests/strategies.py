@@ -41,7 +41,8 @@ def activation(kind: str, alpha: float = 0.01):
 def layer_stacks(draw, max_depth: int = 8, max_width: int = MAX_WIDTH, dropout=True,
                  batchnorm=True, bn_after_linear=True, softmax=True):
     """(input width, [layer description, ...]): 1..max_depth dense layers, each followed
-    by any of batch norm, an activation, dropout, normalize; a leading normalize or
+    by any of batch norm, an activation, dropout, normalize, a residual block
+    (h + act(dense(h))) and a concatenation with the input; a leading normalize or
     batch norm; a softmax in the middle or at the end.  A description is a tuple (kind,
     options) so that a trainer and its reference get fresh layers of the same model.
     ``bn_after_linear=False`` puts batch norm only after a curved activation (see
@@ -71,6 +72,11 @@ def layer_stacks(draw, max_depth: int = 8, max_width: int = MAX_WIDTH, dropout=T
             layers.append(("normalize", {}))
         if softmax and i < depth - 1 and draw(st.integers(0, 9)) == 0:
             layers.append(("softmax", {}))
+        if draw(st.integers(0, 4)) == 0:        # DAGs: h + act(dense(h)), [h, input]
+            layers.append(("residual", {"activation": draw(st.sampled_from(ACTIVATIONS)),
+                                        "init": draw(st.sampled_from(INITS))}))
+        if draw(st.integers(0, 5)) == 0:
+            layers.append(("concat_input", {}))
     if softmax and draw(st.booleans()):
         layers.append(("softmax", {}))
     return n_in, layers
@@ -81,8 +87,19 @@ def build_model(n_in: int, layers: list, dtype: str, seed: int) -> dlc.Model:
     statistics and every batch norm's parameters and running statistics drawn from
     ``seed`` (as after training)."""
     rng = np.random.default_rng(seed)
-    made, width = [dlc.Input(n_in)], n_in
+    x = dlc.Input(n_in)
+    t, width = x, n_in
     for kind, options in layers:
+        made = []
+        if kind == "residual":      # t + act(dense(t)): t is read by two layers
+            branch = activation(options["activation"])(
+                dlc.Dense(width, init=options["init"])(t))
+            t = dlc.Add()([t, branch])
+            continue
+        if kind == "concat_input":
+            t = dlc.Concatenate()([t, x])
+            width += n_in
+            continue
         if kind == "dense":
             made.append(dlc.Dense(options["units"], init=options["init"]))
             width = options["units"]
@@ -98,7 +115,8 @@ def build_model(n_in: int, layers: list, dtype: str, seed: int) -> dlc.Model:
             made.append(dlc.Softmax())
         else:
             made.append(activation(kind, options.get("alpha", 0.01)))
-    net = dlc.Sequential(made, dtype=dtype, seed=seed % (1 << 31))
+        t = made[0](t)
+    net = dlc.Model(x, t, dtype=dtype, seed=seed % (1 << 31))
     randomize_batchnorm(net, rng)
     return net
 

@@ -132,6 +132,10 @@ OP_CASES = {
         "dropout_train", h, scalar_input(b, inputs, "seed", 3), scalar_input(b, inputs, "step", 9),
         keep_prob=0.6, stream=5),
     "add": lambda b, h, rng, inputs: b.add("add", h, b.add("tanh", h)),
+    "concat": lambda b, h, rng, inputs: b.add(
+        "dense", b.add("concat", h, b.add("tanh", h)), b.param("V", rng.normal(size=(2 * N, N))),
+        vector(b, rng, "c")),
+    "log_softmax": lambda b, h, rng, inputs: b.add("log_softmax", h),
     "softmax_cross_entropy": lambda b, h, rng, inputs: (
         probabilities(b, h, rng, inputs), b.add("softmax_cross_entropy", h, "%t"))[1],
     "sigmoid_cross_entropy": lambda b, h, rng, inputs: (

@@ -68,6 +68,7 @@ def test_from_pytorch_demo(tmp_path, capsys):
     assert_matches(result["c_probs"], result["onnx_probs"], np.float32, "C program vs ORT")
     assert result["accuracy"] >= 0.9 and f"test accuracy {result['accuracy']:.2%}" in printed
     assert type(result["net"].layers[0]).__name__ == "Normalize"
+    assert sum(type(layer).__name__ == "Add" for layer in result["net"].layers) == 1
 
 
 def test_tune_digits_demo(tmp_path, capsys):

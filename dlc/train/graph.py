@@ -36,6 +36,10 @@ def cost_graph(net: Model, loss: str, l2: float = 0.0, l1: float = 0.0,
     Inputs: %x and %y (targets) of the mini-batch, and scalars %m (its size), %lr,
     %step (t, from 1) and %seed.  Updates: the batch-norm running statistics.
     """
+    if net.multi_output:
+        raise ValueError(f"the model has {len(net.output_layers)} outputs; dlc trains a model "
+                         f"with one output (one loss): train a model of one output that "
+                         f"shares the layers, or list one output")
     forward = lower(net, "train")
     pred, nodes = fused_prediction(forward, loss)
     b = GraphBuilder.extending(forward.replace(nodes=nodes))

@@ -10,7 +10,9 @@ from ..checks import check_real, check_threads
 from ..dsl import Model
 from ..optim import Adam, Optimizer
 from .graph import training_graph
-from .trainer import Trainer
+from .trainer import BACKENDS, Trainer
+
+DEFAULT_BACKEND = "c"
 
 
 def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
@@ -19,6 +21,8 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
     if not isinstance(net, Model):
         raise TypeError(f"expected a dlc.Model, got {type(net).__name__}")
     threads = check_threads(threads)
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     optimizer = Adam() if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be dlc.SGD, Momentum, RMSProp or Adam, got {optimizer!r}")
@@ -30,11 +34,15 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
                    threads=threads)
 
 
-def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, **options) -> Trainer:
+def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, backend: str = DEFAULT_BACKEND,
+                    **options) -> Trainer:
     """``dlc.compile(net, mode="train", loss=..., optimizer=..., l2=..., l1=...,
-    regularize=..., threads=...)``: a Trainer whose epochs run in generated C."""
+    regularize=..., threads=..., backend=...)``: a Trainer whose epochs run in C, the
+    training step rendered and compiled for this model (``backend="c"``) or the training
+    program run as data by the runner, compiled once per dtype and flags
+    (``backend="runner"``: no compiler run for a new shape or hyperparameter)."""
     check_train_options(options)
-    return make_trainer(net, "c", cc=cc, flags=flags, **options)
+    return make_trainer(net, backend, cc=cc, flags=flags, **options)
 
 
 def reference_trainer(net: Model, **options) -> Trainer:
@@ -45,7 +53,7 @@ def reference_trainer(net: Model, **options) -> Trainer:
 def train_option_names() -> list:
     """The keyword options of ``compile(net, mode="train", ...)``."""
     names = list(inspect.signature(make_trainer).parameters)
-    return [name for name in names if name not in ("net", "backend")]
+    return [name for name in names if name != "net"]
 
 
 def check_train_options(options: dict) -> None:

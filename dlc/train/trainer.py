@@ -23,8 +23,11 @@ from .graph import MAX_SEED, training_graph
 from .losses import lookup_loss
 from .progress import progress_bar, update_bar
 from .reference_backend import ReferenceBackend
+from .runner_backend import RunnerBackend
 
 DEFAULT_BATCH_SIZE = 64
+COMPILED_BACKENDS = {"c": CBackend, "runner": RunnerBackend}
+BACKENDS = (*COMPILED_BACKENDS, "reference")
 CHUNK_SECONDS = 0.015   # an epoch runs in calls of about this long: the latency of Ctrl-C
 
 
@@ -66,7 +69,8 @@ class Trainer:
                  flags=DEFAULT_FLAGS, threads: int = 1):
         """``graph``: the training graph of ``net`` built with ``config``, the checked
         options of ``training_graph`` (loss, optimizer, l2, l1, regularize); ``backend``:
-        "c" or "reference"."""
+        "c" (the training step rendered to C and compiled), "runner" (the training
+        program run as data by C compiled once per dtype and flags) or "reference"."""
         self.net, self.graph, self.config = net, graph, config
         self.loss, self.optimizer = config["loss"], config["optimizer"]
         self.dtype = np.dtype(net.dtype)
@@ -78,8 +82,8 @@ class Trainer:
             view = self.state[start:start + param.value.size].reshape(param.value.shape)
             view[...] = param.value
             self.views[ref] = view
-        self.backend = (CBackend(graph, cc, flags) if backend == "c"
-                        else ReferenceBackend(graph, self.views))
+        self.backend = (ReferenceBackend(graph, self.views) if backend == "reference"
+                        else COMPILED_BACKENDS[backend](graph, cc, flags))
         self.threads = threads
         self.step, self.epoch, self.seed = 0, 0, 0
         self._chunk_rows = 1        # rows per call into the C epoch loop, adapted as it runs
@@ -312,7 +316,7 @@ class Trainer:
         cache (compiling it if absent) and continues training bit for bit."""
         self._adopt_model_params()
         backend = {"backend": self.backend.name, "threads": self.threads}
-        if isinstance(self.backend, CBackend):
+        if not isinstance(self.backend, ReferenceBackend):
             backend.update(cc=self.backend.cc, flags=self.backend.flags)
         return (restore_trainer, (self.net, dict(self.config), backend, self.state.copy(),
                                   (self.step, self.epoch, self.seed)))

@@ -46,10 +46,15 @@ class CBackend:
             raise RuntimeError(f"dlc_train_epoch failed with code {status}")
         return loss_sum[0], steps[0], status == lib.DLC_OK
 
-    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
+    def inference(self, net: Model):
+        """The inference library of the model's current weights: built once, reloaded
+        with new weights while its IR holds."""
         graph = run_pipeline(lower(net))    # folds the current weights
         if self._inference is not None and str(graph) == str(self._inference.graph):
             self._inference.load_weights(graph)
         else:
             self._inference = compile_graph(graph, cc=self.cc, flags=self.flags)
-        return self._inference.predict(X)
+        return self._inference
+
+    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
+        return self.inference(net).predict(X)

@@ -38,7 +38,7 @@ class RunnerBackend:
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None
-        self._inference = None      # (IR text, records, program) of the last evaluation
+        self._inference = None      # the RunnerModel of the last evaluation
 
     @property
     def c_source(self) -> str:
@@ -70,25 +70,49 @@ class RunnerBackend:
             raise RuntimeError(f"dlc_runner_train_epoch failed with code {status}")
         return loss_sum[0], steps[0], status == lib.DLC_OK
 
-    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
-        """The inference program of the model's current weights, run by the runner."""
+    def inference(self, net: Model) -> "RunnerModel":
+        """The inference program of the model's current weights, run by the runner (its
+        records are kept while the IR holds; new weights are only repacked)."""
         graph = run_pipeline(lower(net))    # folds the current weights
-        text = str(graph)
-        if self._inference is None or self._inference[0] != text:
-            program = inference_program(graph, LIBRARY_TILE_ROWS)
-            self._inference = (text, encode(program), program)
-        _, records, program = self._inference
-        params = pack_params(graph, program.params, X.dtype)
-        tasks = self.lib.dlc_runner_set_threads(self.threads)
-        workspace = aligned_zeros(program.arena_elements + tasks * program.blocks.elements,
-                                  X.dtype)
-        X = np.ascontiguousarray(X)
-        y = np.empty((X.shape[0], program.n_outputs), X.dtype)
-        ffi = self.ffi
-        status = self.lib.dlc_runner_predict(
-            *self._pointers(records), ffi.from_buffer(self.ctype, params),
-            ffi.from_buffer(self.ctype, X), ffi.from_buffer(self.ctype, y, require_writable=True),
-            X.shape[0], ffi.from_buffer(self.ctype, workspace, require_writable=True))
-        if status != self.lib.DLC_OK:
+        if self._inference is None or str(graph) != self._inference.ir:
+            self._inference = RunnerModel(self, graph)
+        else:
+            self._inference.load_weights(graph)
+        return self._inference
+
+    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
+        return self.inference(net).predict(X)
+
+
+class RunnerModel:
+    """An inference program and its packed weights, predicting through the runner."""
+
+    def __init__(self, backend: RunnerBackend, graph: Graph):
+        self.backend, self.ir = backend, str(graph)
+        self.program = inference_program(graph, LIBRARY_TILE_ROWS)
+        self.records = encode(self.program)
+        self.dtype = np.dtype(next(iter(graph.inputs.values())).np_dtype)
+        self.n_inputs, self.n_outputs = self.program.n_inputs, self.program.n_outputs
+        self._workspace = None
+        self.load_weights(graph)
+
+    def load_weights(self, graph: Graph) -> None:
+        self.params = pack_params(graph, self.program.params, self.dtype)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        backend, program = self.backend, self.program
+        ffi, lib = backend.ffi, backend.lib
+        tasks = lib.dlc_runner_set_threads(backend.threads)
+        size = program.arena_elements + tasks * program.blocks.elements
+        if self._workspace is None or self._workspace.size < size:
+            self._workspace = aligned_zeros(size, self.dtype)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        y = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        status = lib.dlc_runner_predict(
+            *backend._pointers(self.records), ffi.from_buffer(backend.ctype, self.params),
+            ffi.from_buffer(backend.ctype, X),
+            ffi.from_buffer(backend.ctype, y, require_writable=True), X.shape[0],
+            ffi.from_buffer(backend.ctype, self._workspace, require_writable=True))
+        if status != lib.DLC_OK:
             raise RuntimeError(f"dlc_runner_predict failed with code {status}")
         return y

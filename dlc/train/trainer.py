@@ -294,6 +294,13 @@ class Trainer:
         self._adopt_model_params()
         return self.backend.predict(self.net, as_batch(X, self.net.n_inputs, self.dtype))
 
+    def inference_model(self):
+        """The model's current weights in the inference path that ``predict`` and
+        ``evaluate`` use (an object with ``predict(X)``): the trainer's own, no second
+        build (C and runner backends)."""
+        self._adopt_model_params()
+        return self.backend.inference(self.net)
+
     def evaluate(self, X, Y) -> dict:
         """The metrics of the current weights in inference mode: "loss", the data loss
         (no penalty), and for classification "accuracy" (argmax agreement for

@@ -15,7 +15,6 @@ from typing import Optional
 
 import numpy as np
 
-from ..api import compile as compile_model
 from ..inspect import inspect
 from .space import Params, SpaceError
 
@@ -50,7 +49,8 @@ class Trial:
     error, then dev loss); ``epochs`` is how many it trained; ``curve`` and
     ``dev_losses`` hold the dev error and loss of every epoch.  ``param_bytes`` and
     ``workspace_bytes`` are the exported inference model's (as ``dlc.inspect`` reports
-    them), ``latency_us`` the compiled model's batch-1 predict time."""
+    them), ``latency_us`` the batch-1 predict time of the trainer's own inference path
+    (the one its evaluation uses: no second build)."""
     index: int
     round: int
     params: dict
@@ -197,14 +197,15 @@ def record_best(state: TrialState, X, Y, keep_current: bool) -> None:
 def measure_footprint(trial: Trial, trainer, x1: np.ndarray, constraints: dict):
     """Record the inference model's parameter and workspace bytes (from shapes) and its
     batch-1 latency; returns the first constraint violated (a message) or None.  The
-    sizes are checked before the inference model is compiled."""
+    sizes are checked before anything runs."""
     report = inspect(trainer.net)
     trial.param_bytes, trial.workspace_bytes = report.param_bytes_after, report.workspace_bytes
     for name, value in (("max_param_bytes", trial.param_bytes),
                         ("max_workspace_bytes", trial.workspace_bytes)):
         if name in constraints and value > constraints[name]:
             return f"{name[4:].replace('_', ' ')} {value} > {name}={constraints[name]}"
-    trial.latency_us = batch1_latency_us(compile_model(trainer.net), x1)
+    model = trainer.inference_model() if hasattr(trainer, "inference_model") else trainer
+    trial.latency_us = batch1_latency_us(model, x1)
     if "max_latency_us" in constraints and trial.latency_us > constraints["max_latency_us"]:
         return (f"batch-1 latency {trial.latency_us:.3g} us > "
                 f"max_latency_us={constraints['max_latency_us']:g}")

@@ -38,6 +38,17 @@ REGIONS = {
 }
 ROW_REGIONS = frozenset("xty")          # function arguments: no declaration of their own
 
+# The entry points of a host inference library and of a host trainer, by role: the names
+# the entry templates define and the Python that loads the module calls.
+ENTRIES = {
+    "inference": {"n_inputs": "dlc_n_inputs", "n_outputs": "dlc_n_outputs",
+                  "n_params": "dlc_n_params", "workspace_bytes": "dlc_workspace_bytes",
+                  "predict": "dlc_predict"},
+    "train": {"n_inputs": "dlc_n_inputs", "n_outputs": "dlc_n_outputs",
+              "state_elements": "dlc_state_elements", "work_elements": "dlc_work_elements",
+              "set_threads": "dlc_set_threads", "epoch": "dlc_train_epoch"},
+}
+
 
 @dataclass(frozen=True)
 class Buffer:
@@ -138,6 +149,11 @@ class Program:
     ir_lines: tuple
     tile_rows: Optional[int] = None     # inference: rows per tile
     cost: Optional[Arg] = None          # training: the scalar cost
+
+    @property
+    def entries(self) -> dict:
+        """Role -> the C name of the entry point (ENTRIES of the program's kind)."""
+        return ENTRIES[self.kind]
 
     @property
     def buffers(self) -> tuple:

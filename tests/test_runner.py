@@ -115,7 +115,7 @@ def test_runner_inference_equals_the_compiled_library(seed):
 
 
 def test_every_kernel_template_has_a_case_and_a_program_names_only_cases():
-    ops = {case.op for case in cases()}
+    ops = {op for case in cases() for op, _ in case.ops}
     assert ops >= set(dlc.ops.OPS) | {"copy"}
     trainer = dlc.compile(zoo_net(), mode="train", backend="runner", flags=("-O2",))
     records = trainer.backend.records
@@ -206,3 +206,26 @@ def test_a_search_over_widths_and_hyperparameters_runs_no_compiler_after_the_fir
     assert len({(t.params["hidden"], t.params["layers"]) for t in result.trials}) >= 6
     assert all(t.latency_us > 0 and t.dev_error is not None for t in result.trials)
     assert result.best_trainer().backend.name == "runner"
+
+
+def plain_build(p):
+    """A build that names no backend: the search's default decides."""
+    net = dlc.Sequential([dlc.Input(6), dlc.Dense(p["hidden"]), dlc.ReLU(), dlc.Dense(3),
+                          dlc.Softmax()], seed=p.seed)
+    return dlc.compile(net, mode="train", optimizer=dlc.Adam(lr=p["lr"]), flags=("-O2",))
+
+
+def test_search_trials_default_to_the_runner_and_compile_keeps_the_specialised_build():
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(60, 6)), rng.integers(0, 3, 60)
+    space = {"hidden": tune.IntLogUniform(4, 16), "lr": tune.LogUniform(1e-3, 1e-1)}
+    with ThreadPoolExecutor(1) as pool:
+        result = tune.search(plain_build, space, train=(X[:40], Y[:40]), dev=(X[40:], Y[40:]),
+                             trials=2, rounds=1, epochs=1, seed=0, executor=pool)
+    assert result.best_trainer().backend.name == "runner"
+    assert plain_build(tune.space.Params({"hidden": 4, "lr": 0.01}, 0, 0)).backend.name == "c"
+    with dlc.train.default_backend("runner"):
+        assert plain_build(tune.space.Params({"hidden": 4, "lr": 0.01}, 0, 0)).backend.name \
+            == "runner"
+    with pytest.raises(ValueError, match="backend must be"):
+        tune.search(plain_build, space, train=(X, Y), dev=(X, Y), backend="gcc")

@@ -11,6 +11,7 @@ attributes' values.  The shapes, the offsets and every hyperparameter an attribu
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -24,7 +25,7 @@ from . import render_with_runtime
 from .trainer import TRAINER
 
 MAX_OPERANDS = 8            # adam_update: W, m, s, g, lr, t and its result
-MAX_ATTRS = 4
+MAX_ATTRS = 4               # the last one holds an activation kernel's activation
 OPERAND_INTS = 4            # region (+ 8 when per row), offset, row size, panel
 RECORD_INTS = 2 + MAX_OPERANDS * OPERAND_INTS
 # Where an operand lives: the parameters or state (P/S), the fixed scratch U, the arena A,
@@ -49,9 +50,17 @@ class Operand(RuntimeValue):
 @dataclass(frozen=True)
 class Case:
     id: int
-    op: str
-    batched: bool
+    ops: tuple              # the ops (and whether their result is batched) it serves
     text: str
+
+    @property
+    def label(self) -> str:
+        """The ops it serves, for its comment (an op's unbatched variant named only when
+        it has a case of its own)."""
+        batched = {op for op, b in self.ops if b}
+        names = dict.fromkeys(op if b or op in batched else f"{op} (unbatched)"
+                              for op, b in self.ops)
+        return ", ".join(names)
 
 
 def operand_names(op: str) -> tuple:
@@ -63,6 +72,11 @@ def attr_names(op: str) -> tuple:
     return tuple(OPS[op].attrs) if op in OPS else ()
 
 
+def activation_of(op: str):
+    """The C name of the activation an op's kernel applies or differentiates, or None."""
+    return OPS[op].kernel.activation if op in OPS else None
+
+
 def symbolic_call(op: str, batched: bool) -> Call:
     kernel = op if op in KERNELS_BEYOND_OPS else OPS[op].template
     return Call(kernel, op, op, op,
@@ -70,29 +84,30 @@ def symbolic_call(op: str, batched: bool) -> Call:
                 {name: RuntimeValue(f"ATTR({j})") for j, name in enumerate(attr_names(op))})
 
 
+def case_text(op: str, batched: bool) -> str:
+    """The op's template with runtime values; an activation's C name is one too (the
+    ``ACTIVATION`` of its record), so all activations share one case, compiled once."""
+    text = render(TRAINER.template(symbolic_call(op, batched)),
+                  call=symbolic_call(op, batched)).strip()
+    act = activation_of(op)
+    return re.sub(rf"\b{act}\b", "ACTIVATION", text) if act else text
+
+
 @lru_cache(maxsize=1)
 def cases() -> tuple:
-    """One case per op (two where its template depends on whether its result is batched)."""
-    found = []
+    """The distinct kernel texts of every op, batched result or not."""
+    texts = {}
     for op in [*sorted(OPS), *KERNELS_BEYOND_OPS]:
-        texts = {batched: render(TRAINER.template(symbolic_call(op, batched)),
-                                 call=symbolic_call(op, batched)).strip()
-                 for batched in (True, False)}
-        for batched in ((True,) if texts[True] == texts[False] else (True, False)):
-            found.append(Case(len(found), op, batched, texts[batched]))
-    if max(len(operand_names(c.op)) for c in found) > MAX_OPERANDS or max(
-            len(attr_names(c.op)) for c in found) > MAX_ATTRS:
-        raise AssertionError("an op has more operands or attributes than a runner record")
-    return tuple(found)
+        if len(operand_names(op)) > MAX_OPERANDS or len(attr_names(op)) >= MAX_ATTRS:
+            raise AssertionError(f"{op} has more operands or attributes than a runner record")
+        for batched in (True, False):
+            texts.setdefault(case_text(op, batched), []).append((op, batched))
+    return tuple(Case(i, tuple(ops), text) for i, (text, ops) in enumerate(texts.items()))
 
 
 @lru_cache(maxsize=1)
 def case_ids() -> dict:
-    table = {}
-    for case in cases():
-        table[case.op, case.batched] = case.id
-        table.setdefault((case.op, not case.batched), case.id)
-    return table
+    return {key: case.id for case in cases() for key in case.ops}
 
 
 def generate_runner(dtype: str):
@@ -129,6 +144,12 @@ def operand_code(arg) -> tuple:
     return REGIONS["K"], STEP_SCALARS.index(arg.name), 1, 0
 
 
+def activation_name(op: str) -> str:
+    """The ACTIVATIONS entry whose C name the op's kernel carries."""
+    return next(name for name, act in ACTIVATIONS.items()
+                if act.c_name == activation_of(op))
+
+
 def attr_value(value) -> float:
     return float(ACTIVATION_INDEX[value] if isinstance(value, str) else value)
 
@@ -144,6 +165,8 @@ def encode(program: Program) -> Records:
             ints[i, start:start + OPERAND_INTS] = operand_code(call[name])
         for j, name in enumerate(attr_names(call.op)):
             reals[i, j] = attr_value(call.attrs[name])
+        if activation_of(call.op):
+            reals[i, MAX_ATTRS - 1] = ACTIVATION_INDEX[activation_name(call.op)]
     blocks = (program.blocks.a_elements, program.blocks.b_elements)
     if program.kind == "train":
         meta = (program.n_inputs, program.n_outputs, program.regions["U"], program.regions["A"],

@@ -3,6 +3,8 @@ checked, and a Trainer made of them, with the C backend (``compile_trainer``) or
 reference interpreter (``reference_trainer``, the oracle)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 
 from ..build import DEFAULT_FLAGS
@@ -13,11 +15,27 @@ from .graph import training_graph
 from .trainer import BACKENDS, Trainer
 
 DEFAULT_BACKEND = "c"
+# The backend of compile(mode="train") when none is named: "c", or what a caller such as
+# dlc.tune's trials chose for the builds it runs (see default_backend).
+_backend = contextvars.ContextVar("dlc_train_backend", default=DEFAULT_BACKEND)
 
 
-def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
-                 loss: str = "cross_entropy", optimizer: Optimizer = None, l2: float = 0.0,
-                 l1: float = 0.0, regularize=None, threads: int = 1) -> Trainer:
+@contextlib.contextmanager
+def default_backend(name: str):
+    """Within the block, ``compile(net, mode="train")`` without ``backend=`` uses ``name``
+    (in this thread or task only)."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+    token = _backend.set(name)
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+def make_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, loss: str = "cross_entropy",
+                 optimizer: Optimizer = None, l2: float = 0.0, l1: float = 0.0,
+                 regularize=None, threads: int = 1, backend: str = DEFAULT_BACKEND) -> Trainer:
     if not isinstance(net, Model):
         raise TypeError(f"expected a dlc.Model, got {type(net).__name__}")
     threads = check_threads(threads)
@@ -34,20 +52,22 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
                    threads=threads)
 
 
-def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, backend: str = DEFAULT_BACKEND,
+def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, backend: str = None,
                     **options) -> Trainer:
     """``dlc.compile(net, mode="train", loss=..., optimizer=..., l2=..., l1=...,
     regularize=..., threads=..., backend=...)``: a Trainer whose epochs run in C, the
     training step rendered and compiled for this model (``backend="c"``) or the training
     program run as data by the runner, compiled once per dtype and flags
-    (``backend="runner"``: no compiler run for a new shape or hyperparameter)."""
+    (``backend="runner"``: no compiler run for a new shape or hyperparameter).  Without
+    ``backend``, "c" unless a ``default_backend`` block says otherwise."""
     check_train_options(options)
-    return make_trainer(net, backend, cc=cc, flags=flags, **options)
+    return make_trainer(net, cc=cc, flags=flags, **options,
+                        backend=_backend.get() if backend is None else backend)
 
 
 def reference_trainer(net: Model, **options) -> Trainer:
     """The same Trainer running the training graph in the NumPy interpreter: the oracle."""
-    return make_trainer(net, "reference", **options)
+    return make_trainer(net, **options, backend="reference")
 
 
 def train_option_names() -> list:

@@ -93,26 +93,36 @@ class RunnerModel:
         self.records = encode(self.program)
         self.dtype = np.dtype(next(iter(graph.inputs.values())).np_dtype)
         self.n_inputs, self.n_outputs = self.program.n_inputs, self.program.n_outputs
-        self._workspace = None
+        self._workspace, self._call = None, None
         self.load_weights(graph)
 
     def load_weights(self, graph: Graph) -> None:
         self.params = pack_params(graph, self.program.params, self.dtype)
+        self._call = None
+
+    def _prepared(self):
+        """The call's fixed arguments, made once per weights and thread count (a batch-1
+        predict is otherwise mostly cffi conversions)."""
+        backend, program = self.backend, self.program
+        tasks = backend.lib.dlc_runner_set_threads(backend.threads)
+        if self._call is None or self._call[0] != tasks:
+            size = program.arena_elements + tasks * program.blocks.elements
+            if self._workspace is None or self._workspace.size < size:
+                self._workspace = aligned_zeros(size, self.dtype)
+            ffi = backend.ffi
+            self._call = (tasks, (*backend._pointers(self.records),
+                                  ffi.from_buffer(backend.ctype, self.params)),
+                          ffi.from_buffer(backend.ctype, self._workspace, require_writable=True))
+        return self._call
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        backend, program = self.backend, self.program
-        ffi, lib = backend.ffi, backend.lib
-        tasks = lib.dlc_runner_set_threads(backend.threads)
-        size = program.arena_elements + tasks * program.blocks.elements
-        if self._workspace is None or self._workspace.size < size:
-            self._workspace = aligned_zeros(size, self.dtype)
+        ffi, lib, ctype = self.backend.ffi, self.backend.lib, self.backend.ctype
+        _, fixed, workspace = self._prepared()
         X = np.ascontiguousarray(X, dtype=self.dtype)
         y = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        status = lib.dlc_runner_predict(
-            *backend._pointers(self.records), ffi.from_buffer(backend.ctype, self.params),
-            ffi.from_buffer(backend.ctype, X),
-            ffi.from_buffer(backend.ctype, y, require_writable=True), X.shape[0],
-            ffi.from_buffer(backend.ctype, self._workspace, require_writable=True))
+        status = lib.dlc_runner_predict(*fixed, ffi.from_buffer(ctype, X),
+                                        ffi.from_buffer(ctype, y, require_writable=True),
+                                        X.shape[0], workspace)
         if status != lib.DLC_OK:
             raise RuntimeError(f"dlc_runner_predict failed with code {status}")
         return y

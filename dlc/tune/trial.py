@@ -3,8 +3,9 @@
 
 ``train_trial`` is the one function that builds and trains: it runs in a worker, takes a
 task and an epoch budget (a rung of successive halving) and returns the trial's record
-and, when it may go on, the state to continue from.  A runner that trains without a
-compiler run replaces this function and nothing else.
+and, when it may go on, the state to continue from.  It builds under the search's
+backend, by default the runner, so a trial of a new shape or new hyperparameters waits
+for no compiler.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..inspect import inspect
+from ..train import default_backend
 from .space import Params, SpaceError
 
 STATUSES = ("ok", "pruned", "failed")
@@ -128,8 +130,11 @@ def dev_error(logs: dict, loss: str) -> float:
     return float(logs["dev_loss"])
 
 
-def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialState = None):
-    """Train ``task`` up to ``budget`` epochs in all (continuing ``state`` if given).
+def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialState = None,
+                backend: str = "runner"):
+    """Train ``task`` up to ``budget`` epochs in all (continuing ``state`` if given);
+    ``build`` runs with ``backend`` as the default of ``compile(mode="train")`` (the
+    runner: no compiler run per trial).
 
     Returns (trial, state): state is None when the trial is finished (its budget
     spent, stopped early or failed), else what the next rung continues from.  Errors of
@@ -141,7 +146,8 @@ def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialSt
     X, Y, Xd, Yd = data
     try:
         if state is None:
-            trainer = build(Params(task.params, task.seed, task.index))
+            with default_backend(backend):
+                trainer = build(Params(task.params, task.seed, task.index))
             check_trainer(trainer)
             violation = measure_footprint(trial, trainer, X[:1], task.constraints)
             if violation:

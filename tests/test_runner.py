@@ -229,3 +229,15 @@ def test_search_trials_default_to_the_runner_and_compile_keeps_the_specialised_b
             == "runner"
     with pytest.raises(ValueError, match="backend must be"):
         tune.search(plain_build, space, train=(X, Y), dev=(X, Y), backend="gcc")
+
+
+def test_runner_predicts_from_several_python_threads_at_once():
+    trainer = dlc.compile(zoo_net(), mode="train", backend="runner", flags=("-O2",))
+    model = trainer.inference_model()
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(size=(int(n), 5)) for n in rng.integers(1, 600, 16)]
+    expected = [model.predict(X) for X in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda X: [model.predict(X) for _ in range(5)][-1], batches))
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..ops import ACTIVATIONS, OPS
 from ..program import Buffer, Call, Program
-from ..render import RuntimeValue, render
+from ..render import CTYPES, RuntimeValue, render
 from ..version import __version__
 from . import render_with_runtime
 from .trainer import TRAINER
@@ -112,8 +112,7 @@ def case_ids() -> dict:
 
 def generate_runner(dtype: str):
     """(header, source) of the runner module for ``dtype`` ("f32" or "f64")."""
-    ctype = {"f32": "float", "f64": "double"}[dtype]
-    context = dict(ctype=ctype, cases=cases(), max_operands=MAX_OPERANDS,
+    context = dict(ctype=CTYPES[dtype], cases=cases(), max_operands=MAX_OPERANDS,
                    record_ints=RECORD_INTS, max_attrs=MAX_ATTRS, operand_ints=OPERAND_INTS,
                    regions=len(set(REGIONS.values())), per_row=PER_ROW,
                    version=__version__, ir_lines=("none: the runner takes programs as data",))

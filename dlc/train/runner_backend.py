@@ -4,6 +4,8 @@ or new hyperparameters builds nothing.  Evaluation runs the inference program th
 same module."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..build import DEFAULT_FLAGS, build, resolve_flags
@@ -93,31 +95,31 @@ class RunnerModel:
         self.records = encode(self.program)
         self.dtype = np.dtype(next(iter(graph.inputs.values())).np_dtype)
         self.n_inputs, self.n_outputs = self.program.n_inputs, self.program.n_outputs
-        self._workspace, self._call = None, None
         self.load_weights(graph)
 
     def load_weights(self, graph: Graph) -> None:
         self.params = pack_params(graph, self.program.params, self.dtype)
-        self._call = None
+        self._local = threading.local()     # each thread's prepared call, made anew
 
     def _prepared(self):
-        """The call's fixed arguments, made once per weights and thread count (a batch-1
-        predict is otherwise mostly cffi conversions)."""
-        backend, program = self.backend, self.program
+        """This thread's call arguments but the rows: made once per weights, thread count
+        and Python thread (a batch-1 predict is otherwise mostly cffi conversions;
+        threads predicting at once each have a workspace)."""
+        backend, program, local = self.backend, self.program, self._local
         tasks = backend.lib.dlc_runner_set_threads(backend.threads)
-        if self._call is None or self._call[0] != tasks:
-            size = program.arena_elements + tasks * program.blocks.elements
-            if self._workspace is None or self._workspace.size < size:
-                self._workspace = aligned_zeros(size, self.dtype)
+        if getattr(local, "tasks", None) != tasks:
             ffi = backend.ffi
-            self._call = (tasks, (*backend._pointers(self.records),
-                                  ffi.from_buffer(backend.ctype, self.params)),
-                          ffi.from_buffer(backend.ctype, self._workspace, require_writable=True))
-        return self._call
+            local.workspace = aligned_zeros(
+                program.arena_elements + tasks * program.blocks.elements, self.dtype)
+            local.fixed = (*backend._pointers(self.records),
+                           ffi.from_buffer(backend.ctype, self.params))
+            local.cdata = ffi.from_buffer(backend.ctype, local.workspace, require_writable=True)
+            local.tasks = tasks
+        return local.fixed, local.cdata
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         ffi, lib, ctype = self.backend.ffi, self.backend.lib, self.backend.ctype
-        _, fixed, workspace = self._prepared()
+        fixed, workspace = self._prepared()
         X = np.ascontiguousarray(X, dtype=self.dtype)
         y = np.empty((X.shape[0], self.n_outputs), self.dtype)
         status = lib.dlc_runner_predict(*fixed, ffi.from_buffer(ctype, X),

@@ -4,6 +4,8 @@ compared, within the reference's tolerance on every training case; its inference
 the compiled library; and a search over widths and every hyperparameter that changes no
 shape runs no compiler after the first configuration."""
 import pickle
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,7 +18,7 @@ from dlc.build import NATIVE_FLAGS
 from dlc.library import compile_graph
 from dlc.lower import lower
 from dlc.passes import run_pipeline
-from dlc.targets.runner import cases
+from dlc.targets.runner import cases, generate_runner
 from dlc.train import reference_trainer
 from helpers import assert_matches, random_model
 from test_train_c_vs_reference import (CASES, OPTIMIZERS, REGULARIZATION, assert_same_state,
@@ -241,3 +243,15 @@ def test_runner_predicts_from_several_python_threads_at_once():
         got = list(pool.map(lambda X: [model.predict(X) for _ in range(5)][-1], batches))
     for g, e in zip(got, expected):
         np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_runner_source_compiles_under_the_strict_flags(cc, dtype, tmp_path):
+    if shutil.which(cc) is None:
+        pytest.fail(f"{cc} is not installed")
+    source = tmp_path / "runner.c"
+    source.write_text(generate_runner(dtype)[1])
+    done = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
+                           "-fsyntax-only", str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -163,10 +163,11 @@ def main(argv=None) -> None:
         failed = [t.index for t in result.trials if t.status != "ok"]
         print(f"{cache:>5} {configs:7} {processes:5} {dlc_seconds:8.2f} {torch_seconds:9.2f} "
               f"{torch_seconds / dlc_seconds:10.2f}x {len(compiles):6} {sum(compiles):9.2f} "
-              f"{sum(compiles) / processes / dlc_seconds:13.1%}  "
+              f"{sum(compiles) / dlc_seconds:13.1%}  "
               f"{result.best.dev_error:.4f}/{min(torch_errors):.4f}"
               + (f"; failed dlc trials {failed}" if failed else ""), flush=True)
-    print("compile share: the compiler's seconds over all processes / processes / wall time")
+    print("compile share: the compiler's seconds (every process) / the search's wall time; "
+          "the runner is built once, in the searching process, before the workers start")
 
 
 if __name__ == "__main__":

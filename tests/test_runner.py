@@ -255,3 +255,16 @@ def test_runner_source_compiles_under_the_strict_flags(cc, dtype, tmp_path):
     done = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
                            "-fsyntax-only", str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_saved_runner_trainer_loads_on_the_runner_and_resumes_bit_for_bit(tmp_path):
+    X, Y = zoo_data("cross_entropy")
+    a = dlc.compile(zoo_net(), mode="train", backend="runner", flags=("-O2",),
+                    optimizer=dlc.Momentum(lr=0.05))
+    a.fit(X, Y, epochs=1, batch_size=8, seed=2, progress=False)
+    dlc.save(a, tmp_path / "runner.dlc")
+    b = dlc.load(tmp_path / "runner.dlc")
+    assert b.backend.name == "runner"
+    for trainer in (a, b):
+        trainer.fit(X, Y, epochs=1, batch_size=8, progress=False)
+    np.testing.assert_array_equal(a.state, b.state)

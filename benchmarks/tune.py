@@ -1,11 +1,14 @@
-"""A random search on the digits, in dlc and in PyTorch eager, on one process.
+"""A random search on the digits, in dlc and in PyTorch eager, on 1 and 2 processes.
 
-    python benchmarks/tune.py [--configs 20] [--epochs 20] [--quick]
+    python benchmarks/tune.py [--configs 20,100] [--processes 1,2] [--epochs 20]
+                              [--backend runner] [--quick]
 
 The same sampled configurations (hidden width 16-256 on a log scale, lr, L2, keep_prob,
-batch size), the same epochs, the dev error after every epoch, one thread each.  dlc
-runs ``dlc.tune.search`` on a one-thread executor with a fresh build cache; the time
-its C compiler takes is measured around the build cache's compile step.
+batch size), the same epochs, the dev error after every epoch, one thread per process.
+dlc runs ``dlc.tune.search`` (its trials on the runner unless ``--backend c``) with a
+fresh build cache for every row, on a one-thread executor for 1 process and a process
+pool otherwise; PyTorch runs the trials on as many processes.  The time the C compiler
+takes is measured around the build cache's compile step, in every process.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dlc  # noqa: E402
 import dlc.build  # noqa: E402
 from dlc import tune  # noqa: E402
+from dlc.train.runner_backend import runner_module  # noqa: E402
 
 SPACE = {"hidden": tune.IntLogUniform(16, 256), "lr": tune.LogUniform(1e-4, 1e-1),
          "l2": tune.LogUniform(1e-6, 1e-2), "keep_prob": tune.Uniform(0.5, 1.0),
@@ -45,93 +49,125 @@ def build(p):
     return dlc.compile(net, mode="train", optimizer=dlc.Adam(lr=p["lr"]), l2=p["l2"])
 
 
-class CompileClock:
-    """Seconds spent in the build cache's compile step (cache misses only)."""
-
-    def __init__(self):
-        self.seconds, self.builds, self._compile = 0.0, 0, dlc.build._compile
-
-    def __enter__(self):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return self._compile(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-                self.builds += 1
-        dlc.build._compile = timed
-        return self
-
-    def __exit__(self, *exc):
-        dlc.build._compile = self._compile
+COMPILE_LOG = "DLC_BENCH_COMPILE_LOG"       # where every process appends its compile times
 
 
-def run_dlc(data, configs: int, epochs: int):
+def timed_compile(*args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return ORIGINAL_COMPILE(*args, **kwargs)
+    finally:
+        with open(os.environ[COMPILE_LOG], "a") as log:
+            log.write(f"{time.perf_counter() - start}\n")
+
+
+ORIGINAL_COMPILE = dlc.build._compile
+dlc.build._compile = timed_compile      # module level: the pool's processes time theirs too
+
+
+def compile_times(path: str) -> list:
+    with open(path) as log:
+        return [float(line) for line in log if line.strip()]
+
+
+def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm: bool):
+    """The search with a fresh build cache, holding the runner already when ``warm`` (as
+    after dlc's first training on the machine: the runner is built once per dtype and
+    flags, then read from the cache)."""
     Xt, yt, Xd, yd = data
-    with tempfile.TemporaryDirectory() as cache, ThreadPoolExecutor(1) as one:
+    with tempfile.TemporaryDirectory() as cache:
         os.environ["DLC_CACHE_DIR"] = cache
-        dlc.build._loaded.clear()
-        with CompileClock() as clock:
+        os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
+        dlc.build._loaded.clear()           # nothing built in this process counts either
+        if warm:
+            runner_module("f32")
+            dlc.build._loaded.clear()       # read from the cache, as a new process would
+        open(os.environ[COMPILE_LOG], "w").close()
+        pool = ThreadPoolExecutor(1) if processes == 1 else ProcessPoolExecutor(processes)
+        with pool:
             start = time.perf_counter()
             result = tune.search(build, SPACE, train=(Xt, yt), dev=(Xd, yd), trials=configs,
-                                 rounds=1, epochs=epochs, seed=0, executor=one, patience=None,
-                                 progress=False)
+                                 rounds=1, epochs=epochs, seed=0, executor=pool, patience=None,
+                                 progress=False, backend=backend)
             seconds = time.perf_counter() - start
-    return result, seconds, clock
+        return result, seconds, compile_times(os.environ[COMPILE_LOG])
 
 
-def run_torch(data, trials, epochs: int) -> tuple:
+def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
+    """One configuration in PyTorch eager: the best dev error over its epochs."""
     import torch
     torch.set_num_threads(1)
     Xt, yt, Xd, yd = (torch.from_numpy(np.asarray(a)) for a in data)
     yt, yd = yt.long(), yd.long()
+    p = params
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(64, p["hidden"]), torch.nn.ReLU(),
+                              torch.nn.Dropout(1 - p["keep_prob"]),
+                              torch.nn.Linear(p["hidden"], 10))
+    opt = torch.optim.Adam(net.parameters(), lr=p["lr"])
+    g = torch.Generator().manual_seed(seed)
+    best = 1.0
+    for _ in range(epochs):
+        net.train()
+        for rows in torch.randperm(len(Xt), generator=g).split(p["batch_size"]):
+            loss = torch.nn.functional.cross_entropy(net(Xt[rows]), yt[rows])
+            penalty = sum((m.weight ** 2).sum() for m in net if hasattr(m, "weight"))
+            loss = loss + p["l2"] / (2 * len(rows)) * penalty
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            best = min(best, float((net(Xd).argmax(1) != yd).float().mean()))
+    return best
+
+
+def run_torch(data, trials, epochs: int, processes: int) -> tuple:
     start = time.perf_counter()
-    errors = []
-    for trial in trials:
-        p = trial.params
-        torch.manual_seed(trial.seed)
-        net = torch.nn.Sequential(torch.nn.Linear(64, p["hidden"]), torch.nn.ReLU(),
-                                  torch.nn.Dropout(1 - p["keep_prob"]),
-                                  torch.nn.Linear(p["hidden"], 10))
-        opt = torch.optim.Adam(net.parameters(), lr=p["lr"])
-        g = torch.Generator().manual_seed(trial.seed)
-        best = 1.0
-        for _ in range(epochs):
-            net.train()
-            for rows in torch.randperm(len(Xt), generator=g).split(p["batch_size"]):
-                loss = torch.nn.functional.cross_entropy(net(Xt[rows]), yt[rows])
-                penalty = sum((m.weight ** 2).sum() for m in net if hasattr(m, "weight"))
-                loss = loss + p["l2"] / (2 * len(rows)) * penalty
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            net.eval()
-            with torch.no_grad():
-                best = min(best, float((net(Xd).argmax(1) != yd).float().mean()))
-        errors.append(best)
+    jobs = [(data, dict(t.params), t.seed, epochs) for t in trials]
+    if processes == 1:
+        errors = [torch_trial(*job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(processes) as pool:
+            errors = list(pool.map(torch_trial, *zip(*jobs)))
     return time.perf_counter() - start, errors
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", type=int, default=20)
+    parser.add_argument("--configs", default="20,100")
+    parser.add_argument("--processes", default="1,2")
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--backend", default="runner", choices=("runner", "c"))
+    parser.add_argument("--cache", default="cold,warm",
+                        help="cold: an empty build cache; warm: one holding the runner")
     parser.add_argument("--quick", action="store_true", help="4 configurations, 3 epochs")
     args = parser.parse_args(argv)
-    configs, epochs = (4, 3) if args.quick else (args.configs, args.epochs)
+    epochs = 3 if args.quick else args.epochs
+    config_counts = [4] if args.quick else [int(n) for n in args.configs.split(",")]
     data = digits()
-    result, dlc_seconds, clock = run_dlc(data, configs, epochs)
-    torch_seconds, torch_errors = run_torch(data, result.trials, epochs)
-    failed = [t.index for t in result.trials if t.status != "ok"]
-    print(f"== random search on digits: {configs} configurations x {epochs} epochs, "
-          f"1 process, 1 thread ==")
-    print(f"dlc      {dlc_seconds:8.2f} s   ({clock.builds} C builds, {clock.seconds:.2f} s "
-          f"compiling = {clock.seconds / dlc_seconds:.0%} of the search)")
-    print(f"PyTorch  {torch_seconds:8.2f} s")
-    print(f"PyTorch / dlc = {torch_seconds / dlc_seconds:.2f}x  (dlc without compiling: "
-          f"{torch_seconds / max(dlc_seconds - clock.seconds, 1e-9):.1f}x)")
-    print(f"best dev error: dlc {result.best.dev_error:.4f}, PyTorch {min(torch_errors):.4f}"
-          + (f"; failed dlc trials {failed}" if failed else ""))
+    print(f"== random search on digits: {epochs} epochs per configuration, 1 thread per "
+          f"process, dlc trials on backend {args.backend!r}, a fresh build cache per row ==")
+    print(f"{'cache':>5} {'configs':>7} {'procs':>5} {'dlc s':>8} {'PyTorch s':>9} "
+          f"{'PyTorch/dlc':>11} {'builds':>6} {'compile s':>9} {'compile share':>13}  best dev error dlc/PyTorch")
+    caches = args.cache.split(",") if args.backend == "runner" else ["cold"]
+    rows = [(c, n, p) for n in config_counts for p in map(int, args.processes.split(","))
+            for c in caches]
+    torch_runs = {}
+    for cache, configs, processes in rows:
+        result, dlc_seconds, compiles = run_dlc(data, configs, epochs, processes,
+                                                args.backend, cache == "warm")
+        if (configs, processes) not in torch_runs:
+            torch_runs[configs, processes] = run_torch(data, result.trials, epochs, processes)
+        torch_seconds, torch_errors = torch_runs[configs, processes]
+        failed = [t.index for t in result.trials if t.status != "ok"]
+        print(f"{cache:>5} {configs:7} {processes:5} {dlc_seconds:8.2f} {torch_seconds:9.2f} "
+              f"{torch_seconds / dlc_seconds:10.2f}x {len(compiles):6} {sum(compiles):9.2f} "
+              f"{sum(compiles) / dlc_seconds:13.1%}  "
+              f"{result.best.dev_error:.4f}/{min(torch_errors):.4f}"
+              + (f"; failed dlc trials {failed}" if failed else ""), flush=True)
+    print("compile share: the compiler's seconds (every process) / the search's wall time; "
+          "the runner is built once, in the searching process, before the workers start")
 
 
 if __name__ == "__main__":

@@ -299,6 +299,8 @@ def trainer_config(trainer) -> dict:
     for key in ("cc", "flags"):
         if key not in config and hasattr(backend, key):
             config[key] = getattr(backend, key)
+    if getattr(backend, "name", None) == "runner":
+        config.setdefault("backend", "runner")
     return config
 
 

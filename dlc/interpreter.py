@@ -17,7 +17,8 @@ def run(graph: Graph, inputs: dict, params: dict = None) -> tuple[list, dict]:
     env.update(inputs)
     for node in graph.nodes:
         args = [env[ref] for ref in node.inputs]
-        env[node.out] = OPS[node.op].numpy(*args, **node.attrs)
+        result = OPS[node.op].numpy(*args, **node.attrs)
+        env.update(zip(node.outs, result) if node.more else [(node.out, result)])
     outputs = [env[ref] for ref in graph.outputs]
     updates = {param: env[value] for param, value in graph.updates}
     return outputs, updates

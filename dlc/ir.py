@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .ops import check_attrs, infer_type
+from .ops import check_attrs, infer_type, lookup
 from .shapes import BATCH, DTYPES, TensorType, dtype_code, type_of  # noqa: F401  (the IR's types)
 @dataclass(frozen=True)
 class Param:
@@ -35,13 +35,22 @@ class Node:
     attrs: Mapping = field(default_factory=dict)
     type: TensorType = None
     layer: str = ""
+    more: tuple = ()        # the refs of further results (a fused optimizer update's new
+                            # moments), each of type ``type``
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+        object.__setattr__(self, "more", tuple(self.more))
+
+    @property
+    def outs(self) -> tuple:
+        """Every result's ref, ``out`` first."""
+        return (self.out, *self.more)
 
     def __reduce__(self):       # a mappingproxy does not pickle; its dict does
-        return (Node, (self.out, self.op, self.inputs, dict(self.attrs), self.type, self.layer))
+        return (Node, (self.out, self.op, self.inputs, dict(self.attrs), self.type, self.layer,
+                       self.more))
 
 
 @dataclass(frozen=True)
@@ -69,11 +78,11 @@ class Graph:
         """Every value's type, keyed by ref."""
         table = dict(self.inputs)
         table.update((ref, p.type) for ref, p in self.params.items())
-        table.update((n.out, n.type) for n in self.nodes)
+        table.update((ref, n.type) for n in self.nodes for ref in n.outs)
         return table
 
     def producers(self) -> dict:
-        return {n.out: n for n in self.nodes}
+        return {ref: n for n in self.nodes for ref in n.outs}
 
     def users(self) -> dict:
         """ref -> list of nodes that read it (a side table, never stored on nodes)."""
@@ -103,7 +112,7 @@ def format_attr(value) -> str:
 def format_node(node: Node, with_layer: bool = True) -> str:
     args = list(node.inputs) + [f"{k}={format_attr(v)}" for k, v in sorted(node.attrs.items())]
     comment = f"  # {node.layer}" if node.layer and with_layer else ""
-    return f"{node.out} : {node.type} = {node.op}({', '.join(args)}){comment}"
+    return f"{', '.join(node.outs)} : {node.type} = {node.op}({', '.join(args)}){comment}"
 
 
 def format_input(ref: str, type_: TensorType, label: str = None) -> str:
@@ -137,7 +146,7 @@ class GraphBuilder:
 
     @classmethod
     def extending(cls, graph: Graph) -> "GraphBuilder":
-        numbers = [int(n.out[1:]) for n in graph.nodes if n.out[1:].isdigit()]
+        numbers = [int(r[1:]) for n in graph.nodes for r in n.outs if r[1:].isdigit()]
         return cls(graph.inputs, graph.params, graph.nodes, max(numbers, default=-1) + 1,
                    graph.labels)
 
@@ -163,17 +172,18 @@ class GraphBuilder:
         if ref in self.params:
             return self.params[ref].type
         for node in reversed(self.nodes):
-            if node.out == ref:
+            if ref in node.outs:
                 return node.type
         raise KeyError(f"unknown value {ref}")
 
     def add(self, op: str, *inputs: str, layer: str = "", **attrs) -> str:
-        out = f"%{self.counter}"
-        self.counter += 1
+        """The ref of the new node's (first) result; ``nodes[-1].outs`` has them all."""
         attrs = check_attrs(op, attrs, layer)
         type_ = infer_type(op, [self.type(r) for r in inputs], attrs, layer)
-        self.nodes.append(Node(out, op, inputs, attrs, type_, layer))
-        return out
+        outs = [f"%{self.counter + k}" for k in range(len(lookup(op).results))]
+        self.counter += len(outs)
+        self.nodes.append(Node(outs[0], op, inputs, attrs, type_, layer, more=outs[1:]))
+        return outs[0]
 
     def update(self, param: str, value: str) -> None:
         """Record that ``param`` takes the value ``value`` after the graph runs."""

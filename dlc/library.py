@@ -27,7 +27,7 @@ class CompiledModel:
         self.n_inputs, self.n_outputs = program.n_inputs, program.n_outputs
         self.output_widths = program.output_widths
         self.dtype = next(iter(graph.inputs.values())).np_dtype
-        self._layout = program.params
+        self._layout, self._entries = program.params, program.entries
         self.params = pack_params(graph, self._layout, self.dtype)
         self._local, self._capacity, self._retired = threading.local(), 0, []
         self._fastcall = fastcall(cc)
@@ -71,7 +71,7 @@ class CompiledModel:
     def workspace_bytes(self) -> int:
         """The scratch memory of a predict call with this model's threads: the arena and
         the matrix multiply's packed blocks (one set per thread)."""
-        return self.lib.dlc_workspace_bytes(self._threads)
+        return getattr(self.lib, self._entries["workspace_bytes"])(self._threads)
 
     def _new_workspace(self) -> int:
         """This thread's workspace (threads may call predict concurrently), at least as large
@@ -97,7 +97,7 @@ class CompiledModel:
             self._retired.append(self._local)
             self._capacity = self.workspace_bytes
             self._local = threading.local()
-        function = self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, "dlc_predict"))
+        function = self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, self._entries["predict"]))
         self._entry = (int(function), self.params.ctypes.data, self.n_inputs, self.n_outputs,
                        self.dtype.num, self._threads)
 

@@ -27,9 +27,9 @@ class ShapeError(ValueError):
 @dataclass(frozen=True)
 class Kernel:
     """How the C backend computes an op."""
-    template: str = None        # templates/ops/<template>.c.j2; None: the op runs only
-                                # inside a fused optimizer update (templates/*_update.c.j2)
-    in_place: bool = False      # may write its result over its first operand
+    template: str = None        # templates/ops/<template>.c.j2
+    in_place: bool = False      # may write its result over its first operand (result k over
+                                # operand k, for an op of several results)
     activation: str = None      # the C name of the activation it applies or differentiates
     fuses_into_dense: bool = False    # a dense layer can apply it in its epilogue
 
@@ -44,6 +44,7 @@ class OpDef:
     kernel: Kernel
     examples: Callable      # (rng, dtype, rows) -> (input arrays, attrs) for the op tests
     vjp: Callable = None    # (builder, node, dy) -> one gradient ref (or None) per input
+    results: tuple = ("y",)     # names of the results; numpy returns a tuple when several
 
     @property
     def template(self) -> str:
@@ -54,11 +55,11 @@ OPS: dict[str, OpDef] = {}
 
 
 def define(name, inputs, shape, numpy, template=None, attrs=None, vjp=None, kernel=None,
-           examples=None) -> OpDef:
+           examples=None, results=("y",)) -> OpDef:
     """Registers an op; its kernel is ``kernel``, or just the template ``template`` (by
     default the op's name)."""
     op = OpDef(name, tuple(inputs), dict(attrs or {}), shape, numpy,
-               kernel or Kernel(template or name), examples, vjp)
+               kernel or Kernel(template or name), examples, vjp, tuple(results))
     OPS[name] = op
     return op
 
@@ -668,9 +669,9 @@ for _penalty, _cost, _grad in (("l2_penalty", l2_penalty, l2_penalty_grad),
            examples=examples("W", "k", lam=1e-3))
 
 # Optimizer updates and running averages: element-wise over a parameter, so computed
-# straight into it (in place).  Each has a kernel of its own (runtime/optimizers.h), but an
-# optimizer's passes over one parameter normally run fused in one loop over the same
-# per-element rules (templates/ops/{adam,momentum,rmsprop}_update.c.j2).
+# straight into it (in place).  Each has a kernel of its own (runtime/optimizers.h); the
+# pass fuse_updates replaces an optimizer's passes over one parameter by one fused update
+# below, which runs them in one loop over the same per-element rules.
 define("ewma", ("v", "g"), same_shapes("v", "g"), ewma, attrs={"beta": REQUIRED},
        kernel=Kernel("ewma", in_place=True), examples=examples("v", "v", beta=0.9))
 define("ewma_sq", ("v", "g"), same_shapes("v", "g"), ewma_sq, attrs={"beta": REQUIRED},
@@ -684,3 +685,37 @@ define("adam_step", ("W", "m", "s", "lr", "t"), same_shapes("W", "m", "s", None,
        adam_step, attrs={"beta1": REQUIRED, "beta2": REQUIRED, "eps": REQUIRED},
        kernel=Kernel("adam_step", in_place=True),
        examples=examples("v", "v", "var", "s", "k", beta1=0.9, beta2=0.999, eps=1e-8))
+
+
+# The fused updates: an optimizer's moments and step of one parameter in one pass, each
+# result computed over the operand in its position (the parameter, then its moments).
+# Their NumPy is the unfused ops' in sequence, so fusing changes no number.
+
+def momentum_update(W, v, g, lr, beta):
+    v = ewma(v, g, beta)
+    return sgd_step(W, v, lr), v
+
+
+def rmsprop_update(W, s, g, lr, beta, eps):
+    s = ewma_sq(s, g, beta)
+    return rmsprop_step(W, g, s, lr, eps), s
+
+
+def adam_update(W, m, s, g, lr, t, beta1, beta2, eps):
+    m, s = ewma(m, g, beta1), ewma_sq(s, g, beta2)
+    return adam_step(W, m, s, lr, t, beta1, beta2, eps), m, s
+
+
+define("momentum_update", ("W", "v", "g", "lr"), same_shapes("W", "v", "g", None),
+       momentum_update, attrs={"beta": REQUIRED}, results=("W", "v"),
+       kernel=Kernel("momentum_update", in_place=True),
+       examples=examples("v", "v", "v", "s", beta=0.9))
+define("rmsprop_update", ("W", "s", "g", "lr"), same_shapes("W", "s", "g", None),
+       rmsprop_update, attrs={"beta": REQUIRED, "eps": REQUIRED}, results=("W", "s"),
+       kernel=Kernel("rmsprop_update", in_place=True),
+       examples=examples("v", "var", "v", "s", beta=0.99, eps=1e-8))
+define("adam_update", ("W", "m", "s", "g", "lr", "t"),
+       same_shapes("W", "m", "s", "g", None, None), adam_update,
+       attrs={"beta1": REQUIRED, "beta2": REQUIRED, "eps": REQUIRED}, results=("W", "m", "s"),
+       kernel=Kernel("adam_update", in_place=True),
+       examples=examples("v", "v", "var", "v", "s", "k", beta1=0.9, beta2=0.999, eps=1e-8))

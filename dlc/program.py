@@ -38,6 +38,17 @@ REGIONS = {
 }
 ROW_REGIONS = frozenset("xty")          # function arguments: no declaration of their own
 
+# The entry points of a host inference library and of a host trainer, by role: the names
+# the entry templates define and the Python that loads the module calls.
+ENTRIES = {
+    "inference": {"n_inputs": "dlc_n_inputs", "n_outputs": "dlc_n_outputs",
+                  "n_params": "dlc_n_params", "workspace_bytes": "dlc_workspace_bytes",
+                  "predict": "dlc_predict"},
+    "train": {"n_inputs": "dlc_n_inputs", "n_outputs": "dlc_n_outputs",
+              "state_elements": "dlc_state_elements", "work_elements": "dlc_work_elements",
+              "set_threads": "dlc_set_threads", "epoch": "dlc_train_epoch"},
+}
+
 
 @dataclass(frozen=True)
 class Buffer:
@@ -148,6 +159,11 @@ class Program:
         return tuple(sum(self.output_widths[:k]) for k in range(len(self.output_widths)))
 
     @property
+    def entries(self) -> dict:
+        """Role -> the C name of the entry point (ENTRIES of the program's kind)."""
+        return ENTRIES[self.kind]
+
+    @property
     def buffers(self) -> tuple:
         seen = {}
         for call in self.calls:
@@ -249,7 +265,7 @@ def param_names(graph: Graph) -> dict:
 
 def layers(graph: Graph) -> dict:
     """value ref -> the sanitised layer of the node that computes it."""
-    return {node.out: safe_comment(node.layer or node.op) for node in graph.nodes}
+    return {ref: safe_comment(node.layer or node.op) for node in graph.nodes for ref in node.outs}
 
 
 def node_call(node: Node, graph: Graph, arg) -> Call:
@@ -346,15 +362,16 @@ class TrainLayout:
 
 
 def in_place_updates(graph: Graph) -> dict:
-    """Updates whose element-wise op reads the parameter as its first operand, with no
-    later reader of the parameter: those are computed straight into the state block."""
-    position = {node.out: i for i, node in enumerate(graph.nodes)}
+    """Updates whose element-wise op reads the parameter as the operand in the result's
+    position (its first, for an op of one result), with no later reader of the parameter:
+    those are computed straight into the state block."""
+    position = {ref: i for i, node in enumerate(graph.nodes) for ref in node.outs}
     readers = graph.users()
     in_place = {}
     for param, value in graph.updates:
         node = graph.nodes[position[value]] if value in position else None
-        if (node is None or node.inputs[:1] != (param,) or value in graph.outputs
-                or not OPS[node.op].kernel.in_place):
+        if (node is None or node.inputs[node.outs.index(value):][:1] != (param,)
+                or value in graph.outputs or not OPS[node.op].kernel.in_place):
             continue
         if all(position[r.out] <= position[value] for r in readers.get(param, [])):
             in_place[value] = param
@@ -367,8 +384,8 @@ def train_layout(graph: Graph) -> TrainLayout:
         if value not in in_place:
             raise ValueError(f"the update {param} <- {value} cannot be computed in place: it "
                              f"needs an element-wise update op reading {param} last")
-    batched = {n.out for n in graph.nodes if n.type.batched}
-    unbatched = {n.out for n in graph.nodes} - batched
+    batched = {ref for n in graph.nodes if n.type.batched for ref in n.outs}
+    unbatched = {ref for n in graph.nodes for ref in n.outs} - batched
     return TrainLayout(
         state=param_layout(graph),
         fixed=plan_memory(graph, 1, exclude=batched | set(in_place)),
@@ -412,7 +429,7 @@ def training_program(graph: Graph) -> Program:
     types = graph.types()
     cost, = graph.outputs
     arg = train_args(graph, layout)
-    calls = train_calls(graph, layout, arg)
+    calls = [node_call(node, graph, arg) for node in graph.nodes]
     return Program(
         kind="train", dtype=graph.dtype, calls=tuple(calls),
         regions={"S": layout.state.size, "U": max(layout.fixed.size, 1),
@@ -421,53 +438,3 @@ def training_program(graph: Graph) -> Program:
         params=layout.state, n_inputs=types["%x"].row_size, n_outputs=types["%y"].row_size,
         blocks=program_blocks(calls, math.inf, DTYPES[graph.dtype].itemsize),
         ir_lines=tuple(ir_lines(graph)), cost=arg(cost))
-
-
-def train_calls(graph: Graph, layout: TrainLayout, arg) -> list:
-    """The calls in graph order, where an optimizer's element-wise passes over a
-    parameter (its moments, then the step, all in place) become one pass."""
-    nodes, calls, i = graph.nodes, [], 0
-    while i < len(nodes):
-        for ops, connected, operands in FUSED_UPDATES:
-            group = nodes[i:i + len(ops)]
-            if (tuple(node.op for node in group) == ops and connected(*group)
-                    and all(node.out in layout.in_place for node in group)):
-                calls.append(update_call(ops[-1], group, layout, arg, operands(*group)))
-                i += len(ops)
-                break
-        else:
-            calls.append(node_call(nodes[i], graph, arg))
-            i += 1
-    return calls
-
-
-FUSED_KERNELS = {"adam_step": "adam_update", "sgd_step": "momentum_update",
-                 "rmsprop_step": "rmsprop_update"}
-
-
-def update_call(last_op: str, group, layout: TrainLayout, arg, operands: dict) -> Call:
-    """One pass of kernel ``FUSED_KERNELS[last_op]`` for ``group``: the parameter W, the
-    moments and the gradient named by ``operands``, the last node's attributes and the
-    moments' betas."""
-    step = group[-1]
-    kernel = FUSED_KERNELS[last_op]
-    return Call(kernel=kernel, op=kernel, layer=safe_comment(step.layer or kernel),
-                ir=safe_comment(", ".join(n.out for n in group) + " = "
-                                + ", ".join(n.op for n in group)
-                                + f" of {layout.in_place[step.out]} in one pass"),
-                args={"y": arg(step.out), **{name: arg(ref) for name, ref in operands.items()}},
-                attrs={**step.attrs, "betas": tuple(n.attrs["beta"] for n in group[:-1])})
-
-
-FUSED_UPDATES = [
-    (("ewma", "ewma_sq", "adam_step"),
-     lambda m, s, step: step.inputs[1:3] == (m.out, s.out) and m.inputs[1] == s.inputs[1],
-     lambda m, s, step: dict(W=step.inputs[0], m=m.inputs[0], s=s.inputs[0], g=m.inputs[1],
-                             lr=step.inputs[3], t=step.inputs[4])),
-    (("ewma", "sgd_step"),
-     lambda v, step: step.inputs[1] == v.out,
-     lambda v, step: dict(W=step.inputs[0], v=v.inputs[0], g=v.inputs[1], lr=step.inputs[2])),
-    (("ewma_sq", "rmsprop_step"),
-     lambda s, step: step.inputs[2] == s.out and step.inputs[1] == s.inputs[1],
-     lambda s, step: dict(W=step.inputs[0], s=s.inputs[0], g=s.inputs[1], lr=step.inputs[3])),
-]

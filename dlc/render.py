@@ -34,7 +34,17 @@ def safe_comment(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9 _.,:;=()\[\]{}%@#<>+\-']", "_", str(text))
 
 
+class RuntimeValue(str):
+    """A C expression that the runner (dlc/targets/runner.py) reads at run time where a
+    specialised program has a constant; the filters pass it through."""
+
+    def __repr__(self) -> str:        # "%r" | format(value), as for a double constant
+        return str(self)
+
+
 def c_real(value) -> str:
+    if isinstance(value, RuntimeValue):
+        return f"(dlc_real){value}"
     return f"(dlc_real){float(value)!r}"
 
 
@@ -46,6 +56,8 @@ def c_scalar(arg) -> str:
 
 def c_activation(name: str) -> str:
     """The C name of the activation ``name`` (a dense layer's attribute)."""
+    if isinstance(name, RuntimeValue):     # its position in ACTIVATIONS, the C enum's order
+        return f"(int){name}"
     return ACTIVATIONS[name].c_name
 
 

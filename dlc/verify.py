@@ -25,11 +25,15 @@ def verify(graph: Graph) -> Graph:
     types.update((ref, p.type) for ref, p in graph.params.items())
     for node in graph.nodes:
         where = f"node {node.out} ({node.op})"
-        _check_ref(node.out, "%")
-        if node.out in types:
-            raise VerifyError(f"{where}: value {node.out} is defined twice")
+        for ref in node.outs:
+            _check_ref(ref, "%")
+            if ref in types or node.outs.count(ref) > 1:
+                raise VerifyError(f"{where}: value {ref} is defined twice")
         if node.op not in OPS:
             raise VerifyError(f"{where}: unknown op")
+        if len(node.outs) != len(OPS[node.op].results):
+            raise VerifyError(f"{where}: {len(node.outs)} results, the op has "
+                              f"{len(OPS[node.op].results)} {OPS[node.op].results}")
         missing = [r for r in node.inputs if r not in types]
         if missing:
             raise VerifyError(f"{where}: uses {missing} before definition")
@@ -42,7 +46,7 @@ def verify(graph: Graph) -> Graph:
             raise VerifyError(f"{where}: attributes {dict(node.attrs)} lack defaults {attrs}")
         if expected != node.type:
             raise VerifyError(f"{where}: declared type {node.type}, shape rule gives {expected}")
-        types[node.out] = node.type
+        types.update((ref, node.type) for ref in node.outs)
     if not graph.outputs:
         raise VerifyError("graph has no outputs")
     for ref in graph.outputs:

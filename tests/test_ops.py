@@ -5,6 +5,8 @@ import pytest
 
 from dlc import interpreter
 from dlc.api import compile_graph
+from dlc.train.c_backend import CBackend
+from dlc.layout import param_layout
 from dlc.ir import BATCH, GraphBuilder, TensorType, dtype_code
 from dlc.ops import ACTIVATIONS, OPS, infer_type
 from helpers import assert_matches
@@ -19,11 +21,14 @@ TRAINING_ONLY = {
     "ones_like", "softmax_cross_entropy", "softmax_cross_entropy_grad",
     "sigmoid_cross_entropy", "sigmoid_cross_entropy_grad", "mse", "mse_grad", "l2_penalty",
     "l2_penalty_grad", "l1_penalty", "l1_penalty_grad", "ewma", "ewma_sq", "sgd_step",
-    "rmsprop_step", "adam_step",
+    "rmsprop_step", "adam_step", "momentum_update", "rmsprop_update", "adam_update",
     # concat reads two batched tensors (the single-op graph has one input): its C runs in
     # the DAG models of tests/test_dag.py, as does take_columns, its gradient
     "concat", "take_columns", "log_softmax_grad",
 }
+# The fused optimizer updates: several results, each over a parameter (in place); tested
+# here as the one update of a training step of its own.
+FUSED_UPDATES = sorted(name for name, op in OPS.items() if len(op.results) > 1)
 # Ops with a kernel of their own that an inference graph of one op can run.
 INFERENCE_OPS = sorted(name for name, op in OPS.items()
                        if op.kernel.template is not None and name not in TRAINING_ONLY)
@@ -47,9 +52,12 @@ def test_reference_follows_the_shape_rule(op):
                             else a.shape, dtype_code(dtype)) for a in inputs]
         out_type = infer_type(op, types, attrs)
         with np.errstate(all="ignore"):
-            out = np.asarray(OPS[op].numpy(*inputs, **attrs))
+            outs = OPS[op].numpy(*inputs, **attrs)
+        outs = outs if len(OPS[op].results) > 1 else (outs,)
+        assert len(outs) == len(OPS[op].results), op
         expected = tuple(rows if d == BATCH else d for d in out_type.shape)
-        assert out.shape == expected and out.dtype == dtype, (op, out.shape, out.dtype)
+        for out in map(np.asarray, outs):
+            assert out.shape == expected and out.dtype == dtype, (op, out.shape, out.dtype)
 
 
 def single_op_graph(op, dtype, rng, attrs=None):
@@ -122,3 +130,46 @@ def test_float32_softmax_exp_is_accurate_over_its_range():
     ratio = got[:, 1] / got[:, 0]            # exp(x) / exp(0), rounded twice
     np.testing.assert_allclose(ratio, exp, rtol=4 * np.finfo(np.float32).eps)
     assert (got[:, 2:] >= 0).all() and (got[:, 2:] < 1e-37).all()
+
+
+def update_step_graph(op, dtype, rng):
+    """A training step whose update is ``op`` alone on its example operands: the tensors
+    parameters (the gradient one that is never updated), the scalars %lr and %step, and
+    the cost an L2 penalty of the first parameter."""
+    operands, attrs = OPS[op].examples(rng, dtype, 1)
+    b = GraphBuilder()
+    code = dtype_code(dtype)
+    for name in ("x", "y"):
+        b.input(name, TensorType((BATCH, 2), code))
+    m, lr, step, _ = [b.input(name, TensorType((), code)) for name in ("m", "lr", "step", "seed")]
+    scalars = iter((lr, step))
+    refs = [next(scalars) if value.ndim == 0 else b.param(f"p{i}", value)
+            for i, (name, value) in enumerate(zip(OPS[op].inputs, operands))]
+    cost = b.add("l2_penalty", refs[0], m, lam=1e-3)
+    b.add(op, *refs, layer="update", **attrs)
+    for param, value in zip(refs, b.nodes[-1].outs):
+        b.update(param, value)
+    return b.build([cost]), operands
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", FUSED_UPDATES)
+def test_fused_update_c_equals_reference(op, dtype):
+    """One step of the C kernel (every result in place in the state block) against the
+    op's NumPy reference: the same new parameter and moments."""
+    graph, operands = update_step_graph(op, dtype, np.random.default_rng(3))
+    backend = CBackend(graph, flags=("-O2",))
+    layout = param_layout(graph)
+    state = np.zeros(layout.size, dtype)
+    for ref, param in graph.params.items():
+        state[layout.offsets[ref]:][:param.value.size] = param.value.ravel()
+    X, T = np.zeros((3, 2), dtype), np.zeros((3, 2), dtype)
+    lr, step0 = 0.05, 6
+    backend.run_epoch(state, X, T, np.arange(3, dtype=np.int64), 3, lr, 0, step0)
+    scalars = {"%x": X, "%y": T, "%m": np.array(3, dtype), "%lr": np.array(lr, dtype),
+               "%step": np.array(step0 + 1, dtype), "%seed": np.array(0, dtype)}
+    _, updates = interpreter.run(graph, scalars)
+    assert len(updates) == len(OPS[op].results)
+    for ref, expected in updates.items():
+        got = state[layout.offsets[ref]:][:expected.size].reshape(expected.shape)
+        assert_matches(got, expected, dtype, what=f"{op} {ref}")

@@ -16,8 +16,10 @@ from dlc.passes.eliminate_dead import eliminate_dead
 from dlc.passes.fold_batchnorm import fold_batchnorm, fold_batchnorm_params
 from dlc.passes.fold_normalize import fold_normalize, fold_normalize_params
 from dlc.passes.fuse_epilogue import fuse_epilogue
+from dlc.passes.fuse_updates import fuse_updates
 from dlc.passes.plan_memory import last_uses, plan_memory
 from dlc.passes.remove_dropout import remove_dropout
+from dlc.train import training_graph
 from dlc.verify import VerifyError, verify
 from helpers import assert_matches, random_model, randomize_batchnorm
 
@@ -483,3 +485,70 @@ def test_inspect_reports_ir_and_summary():
     assert f"parameter bytes: {report.param_bytes_before} -> {report.param_bytes_after}" in text
     with pytest.raises(TypeError, match="dlc.Model"):
         dlc.inspect(lower(net))
+
+
+# ---------------------------------------------------------------- optimizer fusion
+
+FUSED_OPTIMIZERS = {
+    "momentum": (lambda: dlc.Momentum(lr=0.1, beta=0.8), "momentum_update"),
+    "rmsprop": (lambda: dlc.RMSProp(lr=0.01, beta2=0.9), "rmsprop_update"),
+    "adam": (lambda: dlc.Adam(lr=0.01, beta1=0.8, beta2=0.95), "adam_update"),
+}
+
+
+def fusion_net():
+    return dlc.Sequential([dlc.Input(5), dlc.Dense(7), dlc.BatchNorm(), dlc.Tanh(),
+                           dlc.Dense(3), dlc.Softmax()], dtype="float64", seed=2)
+
+
+@pytest.mark.parametrize("optimizer", sorted(FUSED_OPTIMIZERS))
+def test_fuse_updates_gives_the_unfused_numbers_in_the_interpreter(optimizer):
+    """Three steps of the fused and the unfused training graph in the interpreter: the
+    same parameters, moments and running statistics, bit for bit; one fused node per
+    trainable parameter, printed in the IR text with all its results."""
+    make, fused_op = FUSED_OPTIMIZERS[optimizer]
+    unfused = training_graph(fusion_net(), "cross_entropy", make(), l2=0.1, fuse=False)
+    fused = fuse_updates(unfused)
+    assert verify(fused) is fused and fuse_updates(fused) is fused
+    trainable = [ref for ref, p in fused.params.items() if p.trainable]
+    nodes = [n for n in fused.nodes if n.op == fused_op]
+    assert sorted(n.inputs[0] for n in nodes) == sorted(trainable)
+    assert not {n.op for n in fused.nodes} & {"ewma_sq", "rmsprop_step", "adam_step"}
+    text = str(fused)
+    assert all(f"{', '.join(n.outs)} : {n.type} = {fused_op}(" in text for n in nodes)
+    rng = np.random.default_rng(0)
+    results = []
+    for graph in (unfused, fused):
+        params = {}
+        for step in range(1, 4):
+            X, Y = rng.normal(size=(6, 5)), np.eye(3)[rng.integers(0, 3, 6)]
+            inputs = {"%x": X, "%y": Y, "%m": np.array(6.0), "%lr": np.array(0.1),
+                      "%step": np.array(float(step)), "%seed": np.array(1.0)}
+            _, updates = interpreter.run(graph, inputs, params)
+            params.update(updates)
+        results.append(params)
+        rng = np.random.default_rng(0)
+    assert results[0].keys() == results[1].keys() and len(results[0]) > len(trainable)
+    for ref, value in results[0].items():
+        np.testing.assert_array_equal(results[1][ref], value, err_msg=ref)
+
+
+def test_fuse_updates_leaves_moments_read_elsewhere_alone():
+    """A moment that another node reads too is not fused away."""
+    unfused = training_graph(fusion_net(), "cross_entropy", dlc.Momentum(), fuse=False)
+    ewma = next(n for n in unfused.nodes if n.op == "ewma" and ":v" in n.inputs[0])
+    b = GraphBuilder.extending(unfused)
+    extra = b.add("add", ewma.out, ewma.out)
+    graph = verify(b.build([*unfused.outputs, extra], unfused.updates))
+    fused = fuse_updates(graph)
+    assert ewma.out in fused.producers() and fused.producers()[ewma.out].op == "ewma"
+
+
+def test_verify_rejects_a_wrong_number_of_results():
+    graph = training_graph(fusion_net(), "cross_entropy", dlc.Adam())
+    node = next(n for n in graph.nodes if n.op == "adam_update")
+    bad = [n if n is not node else n.__class__(n.out, n.op, n.inputs, n.attrs, n.type,
+                                               n.layer, more=n.more[:1])
+           for n in graph.nodes]
+    with pytest.raises(VerifyError, match="2 results, the op has 3"):
+        verify(graph.replace(nodes=bad))

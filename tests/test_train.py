@@ -455,7 +455,7 @@ def test_default_batch_size_is_clipped_to_small_data():
 def test_unknown_train_options_list_the_valid_ones(option):
     with pytest.raises(TypeError, match=rf"unknown training option\(s\) \['{option}'\].*"
                                         r"\['cc', 'flags', 'loss', 'optimizer', 'l2', 'l1', "
-                                        r"'regularize', 'threads'\]"):
+                                        r"'regularize', 'threads', 'backend'\]"):
         dlc.compile(small_net(), mode="train", **{option: 0.1})
     with pytest.raises(TypeError, match=r"optimizer=dlc.Adam\(lr=...\)"):
         dlc.compile(small_net(), mode="train", lr=0.1)

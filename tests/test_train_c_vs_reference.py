@@ -13,7 +13,6 @@ from dlc.targets.trainer import generate_train_module
 from dlc.ops import OPS
 from dlc.render import c_activation, resource_dir
 from dlc.train import Trainer, compile_trainer, reference_trainer, training_graph
-from dlc.verify import verify
 from test_ops import TRAINING_ONLY
 
 FLAGS = ("-O0",)     # the fastest build: this file compiles 180 training steps
@@ -106,26 +105,7 @@ def test_float32_c_equals_reference(optimizer, reg, loss):
 
 # ---------------------------------------------------------------- the unfused updates
 
-UPDATE_OPS = {"ewma", "ewma_sq", "sgd_step", "rmsprop_step", "adam_step"}
-STEP_OPS = {"sgd_step", "rmsprop_step", "adam_step"}
 UNFUSED = ("momentum", "rmsprop", "adam")        # the optimizers whose passes fuse
-
-
-def interleave_updates(graph):
-    """The same training step with the optimizer's passes over different parameters
-    interleaved (every first moment, then every second moment, then every step): the
-    same updates, but no parameter's passes are adjacent, so codegen cannot fuse them
-    into one pass and emits each op's own kernel."""
-    nodes = list(graph.nodes)
-    start = len(nodes)
-    while nodes[start - 1].op in UPDATE_OPS:      # the optimizer's updates end the graph
-        start -= 1
-    rank, position = {}, 0
-    for node in nodes[start:]:
-        rank[node.out] = position
-        position = 0 if node.op in STEP_OPS else position + 1
-    tail = sorted(nodes[start:], key=lambda node: rank[node.out])
-    return verify(graph.replace(nodes=nodes[:start] + tail))
 
 
 def unfused_trainers(optimizer):
@@ -135,7 +115,7 @@ def unfused_trainers(optimizer):
         net = make_net("float64", True, True, "cross_entropy")
         config = dict(loss="cross_entropy", optimizer=OPTIMIZERS[optimizer](), l2=0.0, l1=0.0,
                       regularize=None)
-        graph = interleave_updates(training_graph(net, **config))
+        graph = training_graph(net, **config, fuse=False)
         trainer = Trainer(net, graph, config, backend, flags=FLAGS)
         trainer.fit(X, Y, epochs=1, batch_size=BATCH, seed=3, progress=False)
         trainers.append(trainer)
@@ -196,8 +176,8 @@ def test_the_c_compared_calls_every_training_kernel():
         called |= kernel_calls(generate_train_module(graph)[1])
     for optimizer in UNFUSED:
         net = make_net("float64", True, True, "cross_entropy")
-        graph = training_graph(net, "cross_entropy", OPTIMIZERS[optimizer]())
-        called |= kernel_calls(generate_train_module(interleave_updates(graph))[1])
+        graph = training_graph(net, "cross_entropy", OPTIMIZERS[optimizer](), fuse=False)
+        called |= kernel_calls(generate_train_module(graph)[1])
     assert not training_kernels() - called, f"not called: {training_kernels() - called}"
 
 

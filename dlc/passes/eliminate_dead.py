@@ -10,7 +10,7 @@ def eliminate_dead(graph: Graph) -> Graph:
         needed |= {param, value}
     kept = []
     for node in reversed(graph.nodes):
-        if node.out in needed:
+        if needed.intersection(node.outs):
             kept.append(node)
             needed.update(node.inputs)
     params = {ref: p for ref, p in graph.params.items() if ref in needed}

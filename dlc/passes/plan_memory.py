@@ -46,15 +46,16 @@ def plan_memory(graph: Graph, rows: int, exclude=frozenset()) -> MemoryPlan:
     last = last_uses(graph)
     live, offsets, size = [], {}, 0     # live: (offset, length, last use)
     for i, node in enumerate(graph.nodes):
-        if node.out in exclude:
-            continue
         length = buffer_elements(node.type, rows)
-        reused = in_place_block(graph, node, i, live, offsets, last, length)
-        live = [block for block in live if block[2] >= i and block is not reused]
-        offset = reused[0] if reused else first_fit(sorted(live), length)
-        offsets[node.out] = offset
-        live.append((offset, length, last.get(node.out, i)))
-        size = max(size, offset + length)
+        for k, ref in enumerate(node.outs):
+            if ref in exclude:
+                continue
+            reused = in_place_block(graph, node, i, live, offsets, last, length) if k == 0 else None
+            live = [block for block in live if block[2] >= i and block is not reused]
+            offset = reused[0] if reused else first_fit(sorted(live), length)
+            offsets[ref] = offset
+            live.append((offset, length, last.get(ref, i)))
+            size = max(size, offset + length)
     return MemoryPlan(offsets, size)
 
 

@@ -11,9 +11,10 @@
 """
 from .graph import MAX_SEED, cost_graph, training_graph
 from .losses import LOSSES
-from .options import compile_trainer, make_trainer, reference_trainer, train_option_names
+from .options import (compile_trainer, default_backend, make_trainer, reference_trainer,
+                      train_option_names)
 from .trainer import CHUNK_SECONDS, History, Trainer
 
 __all__ = ["MAX_SEED", "cost_graph", "training_graph", "LOSSES", "compile_trainer",
-           "make_trainer", "reference_trainer", "train_option_names", "CHUNK_SECONDS",
+           "default_backend", "make_trainer", "reference_trainer", "train_option_names", "CHUNK_SECONDS",
            "History", "Trainer"]

@@ -23,6 +23,8 @@ class CBackend:
         header, self.c_source, program = generate_train_module(graph)
         self.ffi, self.lib = build(header, self.c_source, cc=cc, flags=flags + TRAINER.flags)
         self.ctype = f"{program.ctype}[]"
+        self.entries = {role: getattr(self.lib, name) for role, name in program.entries.items()}
+        self.epoch_name = program.entries["epoch"]
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None
@@ -31,25 +33,30 @@ class CBackend:
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
         """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
         ffi, lib = self.ffi, self.lib
-        lib.dlc_set_threads(self.threads)   # the library may be shared by several trainers
-        n_work = lib.dlc_work_elements(batch_size)      # for those threads
+        self.entries["set_threads"](self.threads)   # the library may be shared by several trainers
+        n_work = self.entries["work_elements"](batch_size)      # for those threads
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
         loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
-        status = lib.dlc_train_epoch(
+        status = self.entries["epoch"](
             ffi.from_buffer(self.ctype, state, require_writable=True),
             ffi.from_buffer(self.ctype, self._work, require_writable=True),
             ffi.from_buffer(self.ctype, X), ffi.from_buffer(self.ctype, T), X.shape[0],
             ffi.from_buffer("int64_t[]", order), order.size, batch_size, lr, seed, step0,
             loss_sum, steps)
         if status not in (lib.DLC_OK, lib.DLC_ERR_NONFINITE):
-            raise RuntimeError(f"dlc_train_epoch failed with code {status}")
+            raise RuntimeError(f"{self.epoch_name} failed with code {status}")
         return loss_sum[0], steps[0], status == lib.DLC_OK
 
-    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
+    def inference(self, net: Model):
+        """The inference library of the model's current weights: built once, reloaded
+        with new weights while its IR holds."""
         graph = run_pipeline(lower(net))    # folds the current weights
         if self._inference is not None and str(graph) == str(self._inference.graph):
             self._inference.load_weights(graph)
         else:
             self._inference = compile_graph(graph, cc=self.cc, flags=self.flags)
-        return self._inference.predict(X)
+        return self._inference
+
+    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
+        return self.inference(net).predict(X)

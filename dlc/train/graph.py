@@ -8,6 +8,7 @@ from ..dsl import Model
 from ..ir import BATCH, Graph, GraphBuilder, TensorType
 from ..lower import lower
 from ..optim import Optimizer
+from ..passes import TRAINING_PIPELINE, run_pipeline
 from ..verify import verify
 from .losses import lookup_loss
 
@@ -16,9 +17,10 @@ MAX_SEED = 1 << 24      # seeds are fed to the graph as exact float32 scalars
 
 
 def training_graph(net: Model, loss: str, optimizer: Optimizer, l2: float = 0.0,
-                   l1: float = 0.0, regularize=None) -> Graph:
+                   l1: float = 0.0, regularize=None, fuse: bool = True) -> Graph:
     """The whole training step of ``net`` as one IR graph: ``cost_graph`` followed by
-    the backward pass and the optimizer's updates of every trainable parameter."""
+    the backward pass and the optimizer's updates of every trainable parameter, fused
+    (``TRAINING_PIPELINE``) unless ``fuse`` is false."""
     with_cost = cost_graph(net, loss, l2, l1, regularize)
     cost, = with_cost.outputs
     b = GraphBuilder.extending(with_cost)
@@ -26,7 +28,8 @@ def training_graph(net: Model, loss: str, optimizer: Optimizer, l2: float = 0.0,
         b.update(param, value)
     for param, grad in backward(b, with_cost, cost).items():
         optimizer.emit(b, param, grad, "%lr", "%step")
-    return verify(b.build([cost]))
+    graph = verify(b.build([cost]))
+    return run_pipeline(graph, TRAINING_PIPELINE) if fuse else graph
 
 
 def cost_graph(net: Model, loss: str, l2: float = 0.0, l1: float = 0.0,

@@ -3,6 +3,8 @@ checked, and a Trainer made of them, with the C backend (``compile_trainer``) or
 reference interpreter (``reference_trainer``, the oracle)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 
 from ..build import DEFAULT_FLAGS
@@ -10,15 +12,35 @@ from ..checks import check_real, check_threads
 from ..dsl import Model
 from ..optim import Adam, Optimizer
 from .graph import training_graph
-from .trainer import Trainer
+from .trainer import BACKENDS, Trainer
+
+DEFAULT_BACKEND = "c"
+# The backend of compile(mode="train") when none is named: "c", or what a caller such as
+# dlc.tune's trials chose for the builds it runs (see default_backend).
+_backend = contextvars.ContextVar("dlc_train_backend", default=DEFAULT_BACKEND)
 
 
-def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
-                 loss: str = "cross_entropy", optimizer: Optimizer = None, l2: float = 0.0,
-                 l1: float = 0.0, regularize=None, threads: int = 1) -> Trainer:
+@contextlib.contextmanager
+def default_backend(name: str):
+    """Within the block, ``compile(net, mode="train")`` without ``backend=`` uses ``name``
+    (in this thread or task only)."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+    token = _backend.set(name)
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+def make_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, loss: str = "cross_entropy",
+                 optimizer: Optimizer = None, l2: float = 0.0, l1: float = 0.0,
+                 regularize=None, threads: int = 1, backend: str = DEFAULT_BACKEND) -> Trainer:
     if not isinstance(net, Model):
         raise TypeError(f"expected a dlc.Model, got {type(net).__name__}")
     threads = check_threads(threads)
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     optimizer = Adam() if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be dlc.SGD, Momentum, RMSProp or Adam, got {optimizer!r}")
@@ -30,22 +52,28 @@ def make_trainer(net: Model, backend: str, cc=None, flags=DEFAULT_FLAGS,
                    threads=threads)
 
 
-def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, **options) -> Trainer:
+def compile_trainer(net: Model, cc=None, flags=DEFAULT_FLAGS, backend: str = None,
+                    **options) -> Trainer:
     """``dlc.compile(net, mode="train", loss=..., optimizer=..., l2=..., l1=...,
-    regularize=..., threads=...)``: a Trainer whose epochs run in generated C."""
+    regularize=..., threads=..., backend=...)``: a Trainer whose epochs run in C, the
+    training step rendered and compiled for this model (``backend="c"``) or the training
+    program run as data by the runner, compiled once per dtype and flags
+    (``backend="runner"``: no compiler run for a new shape or hyperparameter).  Without
+    ``backend``, "c" unless a ``default_backend`` block says otherwise."""
     check_train_options(options)
-    return make_trainer(net, "c", cc=cc, flags=flags, **options)
+    return make_trainer(net, cc=cc, flags=flags, **options,
+                        backend=_backend.get() if backend is None else backend)
 
 
 def reference_trainer(net: Model, **options) -> Trainer:
     """The same Trainer running the training graph in the NumPy interpreter: the oracle."""
-    return make_trainer(net, "reference", **options)
+    return make_trainer(net, **options, backend="reference")
 
 
 def train_option_names() -> list:
     """The keyword options of ``compile(net, mode="train", ...)``."""
     names = list(inspect.signature(make_trainer).parameters)
-    return [name for name in names if name not in ("net", "backend")]
+    return [name for name in names if name != "net"]
 
 
 def check_train_options(options: dict) -> None:

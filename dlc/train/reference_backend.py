@@ -38,3 +38,15 @@ class ReferenceBackend:
         """Inference-mode outputs of ``net``, ``X`` already checked (Trainer.predict)."""
         (y,), _ = interpreter.run(lower(net), {"%x": X})
         return y
+
+    def inference(self, net: Model):
+        """``net`` in inference mode, run by the interpreter (an object with predict)."""
+        return ReferenceModel(self, net)
+
+
+class ReferenceModel:
+    def __init__(self, backend: ReferenceBackend, net: Model):
+        self.backend, self.net, self.dtype = backend, net, np.dtype(net.dtype)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.backend.predict(self.net, np.asarray(X, self.dtype))

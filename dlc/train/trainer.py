@@ -23,8 +23,11 @@ from .graph import MAX_SEED, training_graph
 from .losses import lookup_loss
 from .progress import progress_bar, update_bar
 from .reference_backend import ReferenceBackend
+from .runner_backend import RunnerBackend
 
 DEFAULT_BATCH_SIZE = 64
+COMPILED_BACKENDS = {"c": CBackend, "runner": RunnerBackend}
+BACKENDS = (*COMPILED_BACKENDS, "reference")
 CHUNK_SECONDS = 0.015   # an epoch runs in calls of about this long: the latency of Ctrl-C
 
 
@@ -66,7 +69,8 @@ class Trainer:
                  flags=DEFAULT_FLAGS, threads: int = 1):
         """``graph``: the training graph of ``net`` built with ``config``, the checked
         options of ``training_graph`` (loss, optimizer, l2, l1, regularize); ``backend``:
-        "c" or "reference"."""
+        "c" (the training step rendered to C and compiled), "runner" (the training
+        program run as data by C compiled once per dtype and flags) or "reference"."""
         self.net, self.graph, self.config = net, graph, config
         self.loss, self.optimizer = config["loss"], config["optimizer"]
         self.dtype = np.dtype(net.dtype)
@@ -78,8 +82,8 @@ class Trainer:
             view = self.state[start:start + param.value.size].reshape(param.value.shape)
             view[...] = param.value
             self.views[ref] = view
-        self.backend = (CBackend(graph, cc, flags) if backend == "c"
-                        else ReferenceBackend(graph, self.views))
+        self.backend = (ReferenceBackend(graph, self.views) if backend == "reference"
+                        else COMPILED_BACKENDS[backend](graph, cc, flags))
         self.threads = threads
         self.step, self.epoch, self.seed = 0, 0, 0
         self._chunk_rows = 1        # rows per call into the C epoch loop, adapted as it runs
@@ -290,6 +294,13 @@ class Trainer:
         self._adopt_model_params()
         return self.backend.predict(self.net, as_batch(X, self.net.n_inputs, self.dtype))
 
+    def inference_model(self):
+        """The model's current weights in the inference path that ``predict`` and
+        ``evaluate`` use (an object with ``predict(X)``): the trainer's own, no second
+        build (C and runner backends)."""
+        self._adopt_model_params()
+        return self.backend.inference(self.net)
+
     def evaluate(self, X, Y) -> dict:
         """The metrics of the current weights in inference mode: "loss", the data loss
         (no penalty), and for classification "accuracy" (argmax agreement for
@@ -312,7 +323,7 @@ class Trainer:
         cache (compiling it if absent) and continues training bit for bit."""
         self._adopt_model_params()
         backend = {"backend": self.backend.name, "threads": self.threads}
-        if isinstance(self.backend, CBackend):
+        if not isinstance(self.backend, ReferenceBackend):
             backend.update(cc=self.backend.cc, flags=self.backend.flags)
         return (restore_trainer, (self.net, dict(self.config), backend, self.state.copy(),
                                   (self.step, self.epoch, self.seed)))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import check_int, check_real, shown
+from ..train import default_backend
 from .space import Params, SpaceError, check_factor, check_space, sample_points, shrunk_space
 from .trial import CONSTRAINTS, STATUSES, Trial, TrialTask, train_trial
 
@@ -44,6 +45,7 @@ class SearchResult:
     interrupted: bool = False
     _build: object = field(default=None, repr=False)
     _train: tuple = field(default=None, repr=False)
+    _backend: str = field(default="runner", repr=False)
 
     @property
     def best(self):
@@ -79,7 +81,8 @@ class SearchResult:
             raise ValueError("the search has no successful trial to rebuild")
         if self._build is None:
             raise ValueError("this result was not made by dlc.tune.search (no build)")
-        trainer = self._build(Params(best.params, best.seed, best.index))
+        with default_backend(self._backend):
+            trainer = self._build(Params(best.params, best.seed, best.index))
         X, Y = self._train
         trainer.fit(X, Y, epochs=best.best_epoch, batch_size=best.params.get("batch_size"),
                     seed=best.seed, progress=False)
@@ -231,7 +234,8 @@ class Log:
 def search(build, space, train, dev, trials: int = 40, rounds: int = 3, epochs: int = 30,
            seed: int = 0, executor=None, halving=None, log=None, resume=None,
            max_param_bytes=None, max_workspace_bytes=None, max_latency_us=None,
-           shrink: float = 0.5, patience=10, progress=None) -> SearchResult:
+           shrink: float = 0.5, patience=10, progress=None,
+           backend: str = "runner") -> SearchResult:
     """Random search, coarse to fine, for the hyperparameters of ``build``.
 
     ``build(params)`` returns a trainer, ``dlc.compile(net, mode="train", ...)``, for a
@@ -251,15 +255,22 @@ def search(build, space, train, dev, trials: int = 40, rounds: int = 3, epochs: 
     ``executor``: None (a process pool over the cores), any concurrent.futures.Executor
     or a dask.distributed.Client.  ``log`` gets every finished trial as a JSON line;
     ``resume`` (a log) skips the trials it holds.  A failing trial is recorded and the
-    search goes on; Ctrl-C returns what has finished (``interrupted``).
+    search goes on; Ctrl-C returns what has finished (``interrupted``).  ``backend`` is
+    the default of ``compile(mode="train")`` inside ``build`` (a backend named there
+    wins): "runner" (C compiled once, no compiler run per trial) or "c" (each trial's
+    training step compiled for it).
     """
+    if backend not in ("c", "runner"):
+        raise ValueError(f"backend must be 'c' or 'runner', got {backend!r}")
     if not callable(build):
         raise TypeError(f"build must be a function params -> trainer, got {shown(build)}")
     data = check_data(train, dev)
     pool = Pool(executor)
     try:
         check_picklable(build, pool)
-        job = functools.partial(train_trial, build)
+        if backend == "runner":
+            warm_up(build, space)
+        job = functools.partial(train_trial, build, backend=backend)
         result = run_search(job, pool, pool.put(data), space, trials=trials, rounds=rounds,
                             epochs=epochs, seed=seed, halving=halving, log=log,
                             resume=resume, shrink=shrink, patience=patience,
@@ -271,7 +282,7 @@ def search(build, space, train, dev, trials: int = 40, rounds: int = 3, epochs: 
         pool.close(cancel=True)
         raise
     pool.close(cancel=result.interrupted)
-    result._build, result._train = build, data[:2]
+    result._build, result._train, result._backend = build, data[:2], backend
     return result
 
 
@@ -335,6 +346,18 @@ def split(trials: int, rounds: int) -> list:
 
 def trial_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % SEED_LIMIT)
+
+
+def warm_up(build, space) -> None:
+    """One trainer built here before the workers start, so the runner is in the build
+    cache (and, on forked workers, already loaded) when they look, instead of each of
+    them compiling it at once.  Its errors are left to the trials, which record them."""
+    try:
+        point = sample_points(check_space(space), 1, np.random.default_rng(0))[0]
+        with default_backend("runner"):
+            build(Params(point, 0, -1))
+    except Exception:       # noqa: BLE001 - the trials meet the same error and record it
+        pass
 
 
 def run_search(job, pool: Pool, shared, space, *, trials, rounds, epochs, seed, halving,

@@ -3,8 +3,9 @@
 
 ``train_trial`` is the one function that builds and trains: it runs in a worker, takes a
 task and an epoch budget (a rung of successive halving) and returns the trial's record
-and, when it may go on, the state to continue from.  A runner that trains without a
-compiler run replaces this function and nothing else.
+and, when it may go on, the state to continue from.  It builds under the search's
+backend, by default the runner, so a trial of a new shape or new hyperparameters waits
+for no compiler.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..api import compile as compile_model
 from ..inspect import inspect
+from ..train import default_backend
 from .space import Params, SpaceError
 
 STATUSES = ("ok", "pruned", "failed")
@@ -50,7 +51,8 @@ class Trial:
     error, then dev loss); ``epochs`` is how many it trained; ``curve`` and
     ``dev_losses`` hold the dev error and loss of every epoch.  ``param_bytes`` and
     ``workspace_bytes`` are the exported inference model's (as ``dlc.inspect`` reports
-    them), ``latency_us`` the compiled model's batch-1 predict time."""
+    them), ``latency_us`` the batch-1 predict time of the trainer's own inference path
+    (the one its evaluation uses: no second build)."""
     index: int
     round: int
     params: dict
@@ -128,8 +130,11 @@ def dev_error(logs: dict, loss: str) -> float:
     return float(logs["dev_loss"])
 
 
-def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialState = None):
-    """Train ``task`` up to ``budget`` epochs in all (continuing ``state`` if given).
+def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialState = None,
+                backend: str = "runner"):
+    """Train ``task`` up to ``budget`` epochs in all (continuing ``state`` if given);
+    ``build`` runs with ``backend`` as the default of ``compile(mode="train")`` (the
+    runner: no compiler run per trial).
 
     Returns (trial, state): state is None when the trial is finished (its budget
     spent, stopped early or failed), else what the next rung continues from.  Errors of
@@ -141,7 +146,8 @@ def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialSt
     X, Y, Xd, Yd = data
     try:
         if state is None:
-            trainer = build(Params(task.params, task.seed, task.index))
+            with default_backend(backend):
+                trainer = build(Params(task.params, task.seed, task.index))
             check_trainer(trainer)
             violation = measure_footprint(trial, trainer, X[:1], task.constraints)
             if violation:
@@ -197,14 +203,15 @@ def record_best(state: TrialState, X, Y, keep_current: bool) -> None:
 def measure_footprint(trial: Trial, trainer, x1: np.ndarray, constraints: dict):
     """Record the inference model's parameter and workspace bytes (from shapes) and its
     batch-1 latency; returns the first constraint violated (a message) or None.  The
-    sizes are checked before the inference model is compiled."""
+    sizes are checked before anything runs."""
     report = inspect(trainer.net)
     trial.param_bytes, trial.workspace_bytes = report.param_bytes_after, report.workspace_bytes
     for name, value in (("max_param_bytes", trial.param_bytes),
                         ("max_workspace_bytes", trial.workspace_bytes)):
         if name in constraints and value > constraints[name]:
             return f"{name[4:].replace('_', ' ')} {value} > {name}={constraints[name]}"
-    trial.latency_us = batch1_latency_us(compile_model(trainer.net), x1)
+    model = trainer.inference_model() if hasattr(trainer, "inference_model") else trainer
+    trial.latency_us = batch1_latency_us(model, x1)
     if "max_latency_us" in constraints and trial.latency_us > constraints["max_latency_us"]:
         return (f"batch-1 latency {trial.latency_us:.3g} us > "
                 f"max_latency_us={constraints['max_latency_us']:g}")

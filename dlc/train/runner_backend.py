@@ -1,0 +1,130 @@
+"""The runner backend of the trainer: the training program executed as data by the runner
+(dlc/targets/runner.py), C compiled once per dtype and flags, so a trainer of a new shape
+or new hyperparameters builds nothing.  Evaluation runs the inference program through the
+same module."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..build import DEFAULT_FLAGS, build, resolve_flags
+from ..dsl import Model
+from ..ir import Graph
+from ..layout import aligned_zeros, pack_params
+from ..lower import lower
+from ..passes import run_pipeline
+from ..program import LIBRARY_TILE_ROWS, inference_program, training_program
+from ..targets.runner import encode, generate_runner
+from ..targets.trainer import TRAINER
+
+
+def runner_module(dtype: str, cc=None, flags=DEFAULT_FLAGS):
+    """(ffi, lib) of the runner for ``dtype``, from the build cache when it is there."""
+    header, source = generate_runner(dtype)
+    return build(header, source, cc=cc, flags=tuple(flags) + TRAINER.flags)
+
+
+class RunnerBackend:
+    """Runs whole epochs of the training program in the runner."""
+
+    name = "runner"
+
+    def __init__(self, graph: Graph, cc=None, flags=DEFAULT_FLAGS):
+        flags = resolve_flags(flags)
+        program = training_program(graph)
+        self.ffi, self.lib = runner_module(program.dtype, cc, flags)
+        self.records = encode(program)
+        self.program = program
+        self.ctype = f"{program.ctype}[]"
+        self.cc, self.flags = cc, flags
+        self.threads = 1
+        self._work = None
+        self._inference = None      # the RunnerModel of the last evaluation
+
+    @property
+    def c_source(self) -> str:
+        raise AttributeError("a runner trainer has no C of its own: its program is data "
+                             "(backend='c' renders the specialised C)")
+
+    def _pointers(self, records):
+        ffi = self.ffi
+        return (ffi.from_buffer("int64_t[]", records.ints), ffi.from_buffer("double[]", records.reals),
+                records.n_calls, ffi.from_buffer("int64_t[]", records.meta))
+
+    def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
+        """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
+        ffi, lib, meta = self.ffi, self.lib, self.records.meta
+        tasks = lib.dlc_runner_set_threads(self.threads)
+        n_work = (tasks * (int(meta[4]) + int(meta[5])) + int(meta[2])
+                  + batch_size * (int(meta[3]) + int(meta[0]) + int(meta[1])))
+        if self._work is None or self._work.size < n_work:
+            self._work = np.empty(n_work, state.dtype)
+        loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
+        status = lib.dlc_runner_train_epoch(
+            *self._pointers(self.records),
+            ffi.from_buffer(self.ctype, state, require_writable=True),
+            ffi.from_buffer(self.ctype, self._work, require_writable=True),
+            ffi.from_buffer(self.ctype, X), ffi.from_buffer(self.ctype, T), X.shape[0],
+            ffi.from_buffer("int64_t[]", order), order.size, batch_size, lr, seed, step0,
+            loss_sum, steps)
+        if status not in (lib.DLC_OK, lib.DLC_ERR_NONFINITE):
+            raise RuntimeError(f"dlc_runner_train_epoch failed with code {status}")
+        return loss_sum[0], steps[0], status == lib.DLC_OK
+
+    def inference(self, net: Model) -> "RunnerModel":
+        """The inference program of the model's current weights, run by the runner (its
+        records are kept while the IR holds; new weights are only repacked)."""
+        graph = run_pipeline(lower(net))    # folds the current weights
+        if self._inference is None or str(graph) != self._inference.ir:
+            self._inference = RunnerModel(self, graph)
+        else:
+            self._inference.load_weights(graph)
+        return self._inference
+
+    def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
+        return self.inference(net).predict(X)
+
+
+class RunnerModel:
+    """An inference program and its packed weights, predicting through the runner."""
+
+    def __init__(self, backend: RunnerBackend, graph: Graph):
+        self.backend, self.ir = backend, str(graph)
+        self.program = inference_program(graph, LIBRARY_TILE_ROWS)
+        self.records = encode(self.program)
+        self.dtype = np.dtype(next(iter(graph.inputs.values())).np_dtype)
+        self.n_inputs, self.n_outputs = self.program.n_inputs, self.program.n_outputs
+        self.load_weights(graph)
+
+    def load_weights(self, graph: Graph) -> None:
+        self.params = pack_params(graph, self.program.params, self.dtype)
+        self._local = threading.local()     # each thread's prepared call, made anew
+
+    def _prepared(self):
+        """This thread's call arguments but the rows: made once per weights, thread count
+        and Python thread (a batch-1 predict is otherwise mostly cffi conversions;
+        threads predicting at once each have a workspace)."""
+        backend, program, local = self.backend, self.program, self._local
+        tasks = backend.lib.dlc_runner_set_threads(backend.threads)
+        if getattr(local, "tasks", None) != tasks:
+            ffi = backend.ffi
+            local.workspace = aligned_zeros(
+                program.arena_elements + tasks * program.blocks.elements, self.dtype)
+            local.fixed = (*backend._pointers(self.records),
+                           ffi.from_buffer(backend.ctype, self.params))
+            local.cdata = ffi.from_buffer(backend.ctype, local.workspace, require_writable=True)
+            local.tasks = tasks
+        return local.fixed, local.cdata
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        ffi, lib, ctype = self.backend.ffi, self.backend.lib, self.backend.ctype
+        fixed, workspace = self._prepared()
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        y = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        status = lib.dlc_runner_predict(*fixed, ffi.from_buffer(ctype, X),
+                                        ffi.from_buffer(ctype, y, require_writable=True),
+                                        X.shape[0], workspace)
+        if status != lib.DLC_OK:
+            raise RuntimeError(f"dlc_runner_predict failed with code {status}")
+        return y

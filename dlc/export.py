@@ -23,6 +23,7 @@ from .lower import lower
 from .passes import INFERENCE_PIPELINE
 from .program import TILE_ROWS
 from .targets.export import WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export
+from .targets.isa import check_isa
 
 WEIGHTS = ("embedded", "file")
 C_KEYWORDS = frozenset("""
@@ -68,15 +69,19 @@ def check_name(name) -> str:
 
 
 def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
-             passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS) -> ExportedModel:
+             passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS,
+             isa: str = "portable") -> ExportedModel:
     """Write ``name``.h and ``name``.c (C99, no malloc, only standard headers and libm)
     into ``directory``.  ``weights="file"`` writes the parameters to ``name``.weights,
-    read by the generated ``name``_load_weights(path), instead of baking them in."""
+    read by the generated ``name``_load_weights(path), instead of baking them in.
+    ``isa`` picks the kernels' vector ISA (dlc/targets/isa.py): "portable", "x86-64-v3",
+    "x86-64-v4", "native" (this CPU's level) or "dispatch" (all, chosen at run time)."""
     _check_model(net)
     check_name(name)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
+    check_isa(isa)
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")
@@ -87,7 +92,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     block = pack_params(graph, inference_layout(graph), np.dtype(net.dtype))
     header, source, program = generate_export(
         graph, name, block, inspection.summary_lines(),
-        weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows)
+        weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows, isa=isa)
     (directory / f"{name}.h").write_text(header)
     (directory / f"{name}.c").write_text(source)
     if weights_path:

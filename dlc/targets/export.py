@@ -8,6 +8,7 @@ from ..layout import ParamLayout
 from ..program import TILE_ROWS, inference_program
 from ..render import safe_comment
 from . import Target
+from .isa import apply_isa
 
 # Portable flags for measuring the exported code (no -march=native: it ships elsewhere).
 EXPORT = Target("export", header="export.h.j2", source="export.c.j2", flags=("-std=c99", "-O2"))
@@ -50,7 +51,7 @@ def weight_segments(graph: Graph, layout: ParamLayout, block) -> list:
 
 
 def generate_export(graph: Graph, name: str, block, summary_lines, weights_file: str = None,
-                    tile_rows: int = TILE_ROWS):
+                    tile_rows: int = TILE_ROWS, isa: str = "portable"):
     """(header, source, program) of a standalone model named ``name`` (already a checked
     C identifier) with the packed parameters ``block``, baked in or, with
     ``weights_file``, read from that file."""
@@ -62,4 +63,4 @@ def generate_export(graph: Graph, name: str, block, summary_lines, weights_file:
         weights=None if weights_file else weight_segments(graph, program.params, block),
         weights_bytes=program.params.size * block.itemsize,
         weights_magic=WEIGHTS_MAGIC, weights_version=WEIGHTS_VERSION)
-    return header, source, program
+    return (*apply_isa(header, source, name, isa), program)

@@ -65,7 +65,7 @@ def machine_peak(vec_bytes: int) -> dict:
                                              text=True).stdout.split())
     lanes = width // 4
     units = max(1, round(fma / (ghz * lanes * 2)))
-    # Both loops are best-of-25 lower bounds on a busy machine; the FMA loop bounds the
+    # Both loops are best-of-250 lower bounds on a busy machine; the FMA loop bounds the
     # clock too.
     ghz = max(ghz, fma / (units * lanes * 2))
     return dict(ghz=ghz, fma_loop=fma, units=units, lanes=lanes, vec_bytes=width,

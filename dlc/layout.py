@@ -42,8 +42,9 @@ def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=Fa
                 trans_b=False) -> GemmBlocks:
     """The blocks of a product op(A) (M, K) x op(B) (K, N), M, N or K at most as given
     (math.inf: any): A's min(M, MC) rows (MC cut to whole tiles) rounded up to the register
-    tile by min(K, KC), for the largest of the tiles (one tile of rows when A's rows are close enough to be read in place), B's min(N, NC)
-    columns rounded up to the widest panel by min(K, KC).  A panel-packed B is read in
+    tile by min(K, KC), for the largest of the tiles (one tile of rows when A's rows are
+    close enough to be read in place), B's min(N, NC) columns rounded up to the widest
+    panel by min(K, KC).  A panel-packed B is read in
     place; fewer than GEMM_SMALL_M rows of an untransposed B pack nothing."""
     if M < GEMM_SMALL_M and not trans_b:
         return GemmBlocks()

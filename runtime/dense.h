@@ -43,9 +43,9 @@ static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x
 }
 #endif
 
-/* y = softmax(x W + b): a dense layer with its softmax fused.  With vectors of 8 or more lanes,
- * the logits of each DLC_VL rows are computed on their side and kept there for the softmax; other
- * shapes, and leftover rows, take the matrix multiply, then the softmax. */
+/* y = softmax(x W + b): a dense layer with its softmax fused.  With vectors of 8 or more
+ * lanes, the logits of each DLC_VL rows are computed on their side and kept there for the
+ * softmax; other shapes, and leftover rows, take the matrix multiply, then the softmax. */
 static inline void dlc_dense_softmax(const dlc_scratch *scratch,
                                      size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
                                      const dlc_real *W, size_t panel, const dlc_real *b,

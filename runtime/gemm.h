@@ -364,8 +364,8 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                     const dlc_real *b = jr < full
                         ? dlc_b_column(B, ldb, panel, K, jc + jr, &ldbp) + k0 * ldbp
                         : Bp + jr * kc;
-                    const size_t b1 = jr < full && panel ? dlc_second_vector(B, panel, K, jc + jr, nr)
-                                                         : DLC_VL;
+                    const size_t b1 = jr < full && panel
+                        ? dlc_second_vector(B, panel, K, jc + jr, nr) : DLC_VL;
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
                         const int packed = ir >= in_place;

@@ -99,11 +99,10 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
 
 #ifdef DLC_TURN
 /* Rows of 10 classes leave vectors mostly empty and put the max and sum in dependent
- * chains.  With vectors of DLC_VL >= 8 lanes, softmax instead turns groups of DLC_VL rows
- * on their side:
- * value j of the group's rows becomes one vector t[j], lane r from row r, so the max,
- * sum and division run across DLC_VL rows at once.  Same operations in the same order as
- * dlc_softmax_by_row: the results are identical. */
+ * chains.  With vectors of DLC_VL >= 8 lanes, softmax instead turns groups of DLC_VL
+ * rows on their side: value j of the group's rows becomes one vector t[j], lane r from
+ * row r, so the max, sum and division run across DLC_VL rows at once.  Same operations
+ * in the same order as dlc_softmax_by_row: the results are identical. */
 #define DLC_SOFTMAX_LANES_MAX_N 64     /* longer rows fill vectors by themselves */
 
 /* t[j][r] = x[r * ld + j] for j < n and the DLC_VL rows at x: whole square blocks by

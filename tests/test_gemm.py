@@ -224,8 +224,8 @@ def softmax_rows(x, flags="native", in_place=False):
 @pytest.mark.parametrize("rows,n", [(1, 10), (7, 10), (8, 1), (9, 3), (16, 8), (37, 10),
                                     (40, 16), (17, 23), (256, 10), (24, 64), (24, 65), (5, 300)])
 def test_softmax_kernel_equals_numpy(rows, n, dtype, flags, in_place):
-    """Softmax on its own, rows taken a vector's lanes at a time on their side (8 or more) or one
-    at a time: whole groups, groups with leftover rows, rows of whole 8-blocks and
+    """Softmax on its own, rows taken a vector's lanes at a time on their side (8 or more)
+    or one at a time: whole groups, groups with leftover rows, rows of whole 8-blocks and
     leftover columns, longer rows than the turned path takes, in place or not.  Within
     the float64 softmax of the same inputs by (4 + n + |x - max|) eps relative: the exp's
     1.3 ulp, the rounding of x - max (relative in the exp's argument), the sum, the divide."""

@@ -64,25 +64,31 @@ static inline void dlc_store(dlc_real *p, dlc_vec v)
 }
 
 /* Vectors of 8 or more lanes turn blocks of rows on their side (softmax, a classifier's
- * dense layer): dlc_turn exists. */
+ * dense layer): dlc_turn exists.  It turns a DLC_VL x DLC_VL block as (DLC_VL / 8)^2
+ * blocks of 8 x 8, each in eight 8-lane vectors by three rounds of shuffles. */
 #if DLC_LANES >= 8
 #define DLC_TURN 1
+typedef dlc_real dlc_vec8 __attribute__((vector_size(8 * sizeof(dlc_real))));
+#if DLC_DOUBLE
+typedef long long dlc_mask8 __attribute__((vector_size(8 * sizeof(long long))));
+#else
+typedef int dlc_mask8 __attribute__((vector_size(8 * sizeof(int))));
+#endif
 
-#if DLC_LANES == 8
 /* Lanes i0.. i7 of the 16 in a then b (clang and gcc spell the builtin differently). */
 #ifdef __clang__
 #define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
     __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
 #else
 #define DLC_SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
-    __builtin_shuffle(a, b, (dlc_mask){i0, i1, i2, i3, i4, i5, i6, i7})
+    __builtin_shuffle(a, b, (dlc_mask8){i0, i1, i2, i3, i4, i5, i6, i7})
 #endif
 
 /* The 8 x 8 block r[0..8) transposed in place, by three rounds of shuffles that each
  * map to one AVX instruction. */
-static inline void dlc_transpose8(dlc_vec *r)
+static inline void dlc_transpose8(dlc_vec8 *r)
 {
-    dlc_vec a[8], b[8];
+    dlc_vec8 a[8], b[8];
     for (int i = 0; i < 8; i += 2) {
         a[i] = DLC_SHUFFLE8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
         a[i + 1] = DLC_SHUFFLE8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
@@ -100,33 +106,27 @@ static inline void dlc_transpose8(dlc_vec *r)
 }
 
 /* dst[r * ld_dst + c] = src[c * ld_src + r] for r, c < 8: an 8 x 8 block turned. */
-static inline void dlc_turn(const dlc_real *src, size_t ld_src, dlc_real *dst, size_t ld_dst)
+static inline void dlc_turn8(const dlc_real *src, size_t ld_src, dlc_real *dst, size_t ld_dst)
 {
-    dlc_vec v[8];
+    dlc_vec8 v[8];
     for (size_t r = 0; r < 8; r++) {
-        v[r] = dlc_load(src + r * ld_src);
+        memcpy(&v[r], src + r * ld_src, sizeof v[r]);
     }
     dlc_transpose8(v);
     for (size_t r = 0; r < 8; r++) {
-        dlc_store(dst + r * ld_dst, v[r]);
+        memcpy(dst + r * ld_dst, &v[r], sizeof v[r]);
     }
 }
-#else
-/* dst[r * ld_dst + c] = src[c * ld_src + r] for r, c < DLC_VL, through a block in
- * registers that the compiler turns with its own shuffles. */
+
+/* dst[r * ld_dst + c] = src[c * ld_src + r] for r, c < DLC_VL: a lane-square block turned. */
 static inline void dlc_turn(const dlc_real *src, size_t ld_src, dlc_real *dst, size_t ld_dst)
 {
-    dlc_real t[DLC_VL * DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
-    for (size_t c = 0; c < DLC_VL; c++) {
-        for (size_t r = 0; r < DLC_VL; r++) {
-            t[r * DLC_VL + c] = src[c * ld_src + r];
+    for (size_t i = 0; i < DLC_VL; i += 8) {
+        for (size_t j = 0; j < DLC_VL; j += 8) {
+            dlc_turn8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
         }
     }
-    for (size_t r = 0; r < DLC_VL; r++) {
-        dlc_store(dst + r * ld_dst, dlc_load(t + r * DLC_VL));
-    }
 }
-#endif
 #endif
 #endif
 

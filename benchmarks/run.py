@@ -42,18 +42,34 @@ TRAINING_TARGETS = {("small", 64): 5, ("mnist", 64): 2, ("mnist", 256): 1.5, ("w
 
 # ---------------------------------------------------------------- machine
 
-def machine_peak() -> dict:
-    """Clock from a dependent-add chain, fp32 FMA GFLOP/s from an FMA-throughput loop."""
+def kernel_module():
+    """(ffi, lib, isa) of dlc's kernels as dlc.compile builds them (native flags); isa says
+    what they were built for: {"isa", "vec_bytes", "mr", "nr"}."""
+    ffi, lib = build(*generate_gemm_module("f32"))
+    name, numbers = ffi.new("char[]", 32), [ffi.new("int *") for _ in range(3)]
+    lib.dlc_kernel_isa(name, 32, *numbers)
+    vec_bytes, mr, nr = (n[0] for n in numbers)
+    return ffi, lib, dict(isa=ffi.string(name).decode(), vec_bytes=vec_bytes, mr=mr, nr=nr)
+
+
+def machine_peak(vec_bytes: int) -> dict:
+    """Clock from a dependent-add chain; fp32 FMA GFLOP/s from an FMA-throughput loop at the
+    width of the kernels' vectors (vec_bytes: the widest this CPU runs, as -march=native
+    builds them); the FMA units per core are what that loop measures, rounded."""
+    width = vec_bytes if vec_bytes in (16, 32, 64) else 16
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "clock"
-        subprocess.run([*compiler_command(), "-O2", str(HERE / "clock.c"), "-o", str(exe)],
-                       check=True, capture_output=True)
+        subprocess.run([*compiler_command(), "-O2", f"-DVEC_BYTES={width}", str(HERE / "clock.c"),
+                        "-o", str(exe)], check=True, capture_output=True)
         ghz, fma = map(float, subprocess.run([str(exe)], check=True, capture_output=True,
                                              text=True).stdout.split())
-    # Both loops are best-of-25 lower bounds on a busy machine; the FMA loop runs at
-    # 32 flops per cycle, so it bounds the clock too.
-    ghz = max(ghz, fma / 32)
-    return dict(ghz=ghz, fma_loop=fma, core_peak=ghz * 2 * 8 * 2, cores=os.cpu_count())
+    lanes = width // 4
+    units = max(1, round(fma / (ghz * lanes * 2)))
+    # Both loops are best-of-250 lower bounds on a busy machine; the FMA loop bounds the
+    # clock too.
+    ghz = max(ghz, fma / (units * lanes * 2))
+    return dict(ghz=ghz, fma_loop=fma, units=units, lanes=lanes, vec_bytes=width,
+                core_peak=ghz * units * lanes * 2, cores=os.cpu_count())
 
 
 def blas_info() -> str:
@@ -69,13 +85,17 @@ def blas_info() -> str:
     return text
 
 
-def print_machine(peak: dict) -> None:
+def print_machine(peak: dict, kernel: dict) -> None:
     print("== machine ==")
     print(f"CPU: {cpu_name()}, {peak['cores']} cores, {platform.python_implementation()} "
           f"{platform.python_version()}, numpy {np.__version__}")
+    print(f"CPU vector ISA: {cpu_isa()}; dlc kernels (native flags) built for {kernel['isa']}: "
+          f"{kernel['vec_bytes']}-byte vectors, {kernel['mr']} x {kernel['nr']} register tile")
     print(f"clock {peak['ghz']:.2f} GHz (dependent-add chain, FMA loop); fp32 FMA peak per core = "
-          f"{peak['ghz']:.2f} GHz x 2 FMA units x 8 lanes x 2 flops = {peak['core_peak']:.1f} "
-          f"GFLOP/s (FMA loop measures {peak['fma_loop']:.1f}); "
+          f"{peak['ghz']:.2f} GHz x {peak['units']} FMA units x {peak['lanes']} lanes "
+          f"({peak['vec_bytes']}-byte vectors) x 2 flops = {peak['core_peak']:.1f} GFLOP/s "
+          f"(FMA loop at that width measures {peak['fma_loop']:.1f}; units = its rate / "
+          f"(clock x lanes x 2), rounded); "
           f"{peak['cores']} cores: {peak['core_peak'] * peak['cores']:.1f}")
     print(blas_info())
     load = os.getloadavg()[0]
@@ -83,6 +103,18 @@ def print_machine(peak: dict) -> None:
           + ("  (WARNING: a busy machine; figures, the multi-thread ones above all, are "
              "unreliable: re-run when it is quiet)" if load > 0.5 else ""))
     print(flush=True)
+
+
+def cpu_isa() -> str:
+    """The widest x86 vector extensions /proc/cpuinfo lists (or the machine's name)."""
+    try:
+        flags = set(next(l for l in Path("/proc/cpuinfo").read_text().splitlines()
+                         if l.startswith(("flags", "Features"))).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return platform.machine()
+    found = [name for name, flag in (("AVX-512F", "avx512f"), ("AVX2", "avx2"), ("FMA", "fma"),
+                                     ("SSE2", "sse2"), ("NEON", "asimd")) if flag in flags]
+    return "+".join(found) or platform.machine()
 
 
 def cpu_name() -> str:
@@ -207,7 +239,7 @@ def c_harness_latency(net, batch: int, calls: int, runs: int):
     return float(out.split()[0]) * 1e-9
 
 
-def bench_inference(w, threads_list, quick: bool) -> None:
+def bench_inference(w, threads_list, quick: bool, isa: str) -> None:
     net = dlc_net(w)
     rng = np.random.default_rng(0)
     rows, notes = [], []
@@ -238,10 +270,11 @@ def bench_inference(w, threads_list, quick: bool) -> None:
                              *(fmt(values[p], "samples/s") for p in PEERS),
                              *(ratio(values["dlc"], values[p], True,
                                      target if p == target_peer else None) for p in PEERS)])
+    notes.append(f"dlc: dlc.compile with the native flags, kernels built for {isa}")
     if isinstance(harness, float):
-        notes.append("dlc C harness: exported code (dlc.export_c) built with -O3 -march=native, "
-                     "1 thread, called in a C loop; the Python binding's overhead is the "
-                     "difference to the dlc column")
+        notes.append(f"dlc C harness: exported code (dlc.export_c, isa=\"portable\") built with "
+                     f"-O3 -march=native (so {isa}), 1 thread, called in a C loop; the Python "
+                     "binding's overhead is the difference to the dlc column")
     table(f"{w.name} {w.describe()}: inference, float32",
           ["threads", "metric", "dlc", "dlc C harness", *PEERS,
            *(f"dlc vs {p}" for p in PEERS)], rows, notes)
@@ -320,9 +353,15 @@ def bench_training(w, threads_list, quick: bool) -> None:
 
 # ---------------------------------------------------------------- kernel
 
-def bench_kernel(peak: dict, workloads, quick: bool) -> None:
+# Products per timed call: dlc_matmul allocates its packing blocks once per call (as a model
+# allocates its workspace once), so one product per call would time a fresh mmap and its
+# page faults (~20% of a 256^3 product) that no model pays.
+KERNEL_REPEAT = 8
+
+
+def bench_kernel(peak: dict, kernel, workloads, quick: bool) -> None:
     from threadpoolctl import threadpool_limits
-    ffi, lib = build(*generate_gemm_module("f32"))
+    ffi, lib, isa = kernel
     lib.dlc_set_threads(1)
     shapes = [(256, 256, 256, 0, 0, "square"), (512, 512, 512, 0, 0, "square")]
     for w in workloads:
@@ -342,9 +381,10 @@ def bench_kernel(peak: dict, workloads, quick: bool) -> None:
         with threadpool_limits(1):
             times = side_by_side({
                 "dlc": lambda: lib.dlc_matmul(ta, tb, M, N, K, pa, A.shape[1], pb, B.shape[1],
-                                              0.0, pc, N, 1),
-                "NumPy": lambda: np.matmul(opA, opB, out=C)}, 3 if quick else 9,
-                0.01 if quick else 0.05)
+                                              0.0, pc, N, KERNEL_REPEAT),
+                "NumPy": lambda: [np.matmul(opA, opB, out=C) for _ in range(KERNEL_REPEAT)]},
+                3 if quick else 9, 0.01 if quick else 0.05)
+        times = {k: v / KERNEL_REPEAT for k, v in times.items()}
         flops = 2 * M * N * K
         dlc_gf, np_gf = flops / times["dlc"] / 1e9, flops / times["NumPy"] / 1e9
         rows.append([f"{M}x{N}x{K}", role, f"{dlc_gf:.1f}", f"{dlc_gf / peak['core_peak']:.0%}",
@@ -352,8 +392,12 @@ def bench_kernel(peak: dict, workloads, quick: bool) -> None:
     table("matrix multiply, float32, 1 thread: GFLOP/s and fraction of the core's FMA peak",
           ["M x N x K", "product", "dlc", "dlc % peak", "NumPy BLAS", "BLAS % peak",
            "dlc / BLAS"], rows,
-          [f"peak {peak['core_peak']:.1f} GFLOP/s per core; target: dlc >= 80% for M, N, K >= 256",
-           "shapes: each layer's three training products (batch 256; small at 64)"])
+          [f"peak {peak['core_peak']:.1f} GFLOP/s per core ({peak['lanes']} lanes); target: dlc "
+           ">= 80% of it and >= 0.95x BLAS for M, N, K >= 256",
+           f"dlc built for {isa['isa']} ({isa['vec_bytes']}-byte vectors, {isa['mr']} x "
+           f"{isa['nr']} tile); {blas_info()}",
+           "shapes: each layer's three training products (batch 256; small at 64); "
+           f"{KERNEL_REPEAT} products per timed call, both sides"])
 
 
 # ---------------------------------------------------------------- compile time
@@ -401,13 +445,14 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
         os.environ.setdefault("DLC_CACHE_DIR", cache)
-        peak = machine_peak()
-        print_machine(peak)
+        kernel = kernel_module()
+        peak = machine_peak(kernel[2]["vec_bytes"])
+        print_machine(peak, kernel[2])
         if "kernel" in sections:
-            bench_kernel(peak, workloads, args.quick)
+            bench_kernel(peak, kernel, workloads, args.quick)
         for w in workloads:
             if "inference" in sections:
-                bench_inference(w, threads, args.quick)
+                bench_inference(w, threads, args.quick, kernel[2]["isa"])
             if "training" in sections:
                 bench_training(w, threads, args.quick)
         if "compile" in sections:

@@ -24,6 +24,7 @@ from .lower import lower
 from .passes import INFERENCE_PIPELINE
 from .targets.export import (TARGETS, WEIGHTS_MAGIC, WEIGHTS_VERSION, export_target,
                              generate_export, target_program)
+from .targets.isa import check_isa
 
 WEIGHTS = ("embedded", "file")
 C_KEYWORDS = frozenset("""
@@ -76,7 +77,7 @@ def check_name(name) -> str:
 
 def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
              passes=INFERENCE_PIPELINE, tile_rows: int = None, target: str = "host",
-             footprint: bool = None) -> ExportedModel:
+             isa: str = "portable", footprint: bool = None) -> ExportedModel:
     """Write ``name``.h and ``name``.c (C99, no malloc, only standard headers and libm)
     into ``directory``.  ``weights="file"`` writes the parameters to ``name``.weights,
     read by the generated ``name``_load_weights(path), instead of baking them in.
@@ -85,9 +86,11 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     vectorised kernels, tiles of 64 rows; "generic" and the microcontrollers
     "cortex-m0", "cortex-m4", "cortex-m7" plain loops over one row at a time, no packed
     blocks, constant weights read in place.  ``tile_rows`` overrides the target's rows per
-    tile.  ``footprint`` (by default on for every target but "host") builds the export
-    with the target's compiler and states the flash, RAM and stack it measures in the
-    header and in ``.footprint``."""
+    tile.  ``isa`` picks the vector ISA of an x86 build (dlc/targets/isa.py): "portable",
+    "x86-64-v3", "x86-64-v4", "native" (this CPU's level) or "dispatch" (all, chosen at
+    run time); a microcontroller takes only "portable".  ``footprint`` (by default on for
+    every target but "host") builds the export with the target's compiler and states the
+    flash, RAM and stack it measures in the header and in ``.footprint``."""
     _check_model(net)
     check_name(name)
     if weights not in WEIGHTS:
@@ -97,6 +100,10 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         tile_rows = check_int(tile_rows, "tile_rows", low=1)
     if footprint is not None and not isinstance(footprint, bool):
         raise TypeError(f"footprint must be True, False or None, got {footprint!r}")
+    check_isa(isa)
+    if machine.cc is not None and isa != "portable":
+        raise ValueError(f"isa {isa!r} is for x86 builds; target {target!r} takes only "
+                         "isa='portable'")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")
@@ -111,7 +118,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         header, source, _ = generate_export(
             graph, name, block, report.summary_lines(),
             weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows,
-            target=machine, footprint=report.footprint)
+            target=machine, isa=isa, footprint=report.footprint)
         (directory / f"{name}.h").write_text(header)
         (directory / f"{name}.c").write_text(source)
 

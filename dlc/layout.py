@@ -11,9 +11,10 @@ from .ir import DTYPES, Graph
 from .passes.plan_memory import aligned
 
 # The matrix multiply's packed blocks (runtime/gemm.h) are planned with its default block
-# sizes and the widest register tile; gemm.h refuses to compile with larger ones.
+# sizes and every register tile it may take (rows: 6 with 16 vector registers, 14 with 32;
+# columns: two vectors, up to 64 bytes each); gemm.h refuses to compile with larger ones.
 GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 256, 1024
-GEMM_MR, GEMM_NR_MAX_BYTES = 6, 64
+GEMM_MRS, GEMM_NR_MAX_BYTES = (6, 14), 128
 GEMM_SMALL_M = 4        # fewer rows stream through B without packing
 GEMM_IN_PLACE_BYTES = 1024      # rows of an untransposed A this close are read in place
 
@@ -40,15 +41,17 @@ def round_up(n, multiple: int) -> int:
 def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=False,
                 trans_b=False) -> GemmBlocks:
     """The blocks of a product op(A) (M, K) x op(B) (K, N), M, N or K at most as given
-    (math.inf: any): A's min(M, MC) rows rounded up to the register tile by min(K, KC)
-    (one tile of rows when A's rows are close enough to be read in place), B's min(N, NC)
-    columns rounded up to the widest panel by min(K, KC).  A panel-packed B is read in
+    (math.inf: any): A's min(M, MC) rows (MC cut to whole tiles) rounded up to the register
+    tile by min(K, KC), for the largest of the tiles (one tile of rows when A's rows are
+    close enough to be read in place), B's min(N, NC) columns rounded up to the widest
+    panel by min(K, KC).  A panel-packed B is read in
     place; fewer than GEMM_SMALL_M rows of an untransposed B pack nothing."""
     if M < GEMM_SMALL_M and not trans_b:
         return GemmBlocks()
     kc = min(K, GEMM_KC_BYTES // itemsize)
     a_in_place = not trans_a and lda * itemsize <= GEMM_IN_PLACE_BYTES
-    a = (GEMM_MR if a_in_place else round_up(min(M, GEMM_MC), GEMM_MR)) * kc
+    a = max((mr if a_in_place else round_up(min(M, GEMM_MC // mr * mr), mr)) * kc
+            for mr in GEMM_MRS)
     b = 0 if b_panels else round_up(min(N, GEMM_NC), GEMM_NR_MAX_BYTES // itemsize) * kc
     return GemmBlocks(aligned(a), aligned(b))
 

@@ -9,8 +9,8 @@
 #include "gemm.h"
 #include "softmax.h"
 
-#ifdef DLC_TURN8
-/* t[j] = x W[:, j] + b[j], j < n_out <= 12, for the 8 rows at x, on their side (lane r
+#ifdef DLC_TURN
+/* t[j] = x W[:, j] + b[j], j < n_out <= 12, for the DLC_VL rows at x, on their side (lane r
  * from row r): a micro-kernel with rows in the lanes and 12 columns of sums in named
  * registers, reading x turned 64 columns at a time and W's first panel in place (12
  * columns of it; panel >= 12, zero-padded).  A classifier of 10 classes fills 10 of the
@@ -20,11 +20,11 @@
 #define DLC_TURNED_FMA(j) s##j += a * w[j]
 static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x,
                                     const dlc_real *W, size_t panel, const dlc_real *b,
-                                    dlc_real (*t)[8])
+                                    dlc_real (*t)[DLC_VL])
 {
     dlc_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0};
     dlc_vec s6 = {0}, s7 = {0}, s8 = {0}, s9 = {0}, s10 = {0}, s11 = {0};
-    dlc_real xt[DLC_TURNED_DEPTH][8] __attribute__((aligned(32)));
+    dlc_real xt[DLC_TURNED_DEPTH][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
     for (size_t k0 = 0; k0 < n_in; k0 += DLC_TURNED_DEPTH) {
         const size_t kc = n_in - k0 < DLC_TURNED_DEPTH ? n_in - k0 : DLC_TURNED_DEPTH;
         dlc_to_lanes(kc, x + k0, n_in, xt);
@@ -43,21 +43,21 @@ static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x
 }
 #endif
 
-/* y = softmax(x W + b): a dense layer with its softmax fused.  With 8-float vectors, the
- * logits of each 8 rows are computed on their side and kept there for the softmax; other
- * shapes, and leftover rows, take the matrix multiply, then the softmax. */
+/* y = softmax(x W + b): a dense layer with its softmax fused.  With vectors of 8 or more
+ * lanes, the logits of each DLC_VL rows are computed on their side and kept there for the
+ * softmax; other shapes, and leftover rows, take the matrix multiply, then the softmax. */
 static inline void dlc_dense_softmax(const dlc_scratch *scratch,
                                      size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
                                      const dlc_real *W, size_t panel, const dlc_real *b,
                                      dlc_real *y)
 {
     size_t whole = 0;
-#ifdef DLC_TURN8
+#ifdef DLC_TURN
     if (n_out <= DLC_TURNED_COLUMNS && panel >= DLC_TURNED_COLUMNS) {
-        whole = rows / 8 * 8;
+        whole = rows / DLC_VL * DLC_VL;
     }
-    dlc_real t[DLC_TURNED_COLUMNS][8] __attribute__((aligned(32)));
-    for (size_t i = 0; i < whole; i += 8) {
+    dlc_real t[DLC_TURNED_COLUMNS][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
+    for (size_t i = 0; i < whole; i += DLC_VL) {
         dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
         dlc_store_shifted(n_out, t, y + i * n_out);
     }

@@ -13,7 +13,7 @@
  * micro-kernels written with vector extensions: op(A) and op(B) are copied
  * block by block into contiguous panels (which is where the transposes
  * happen; untransposed rows close together, and panel-packed weights, are read
- * in place), and a micro-kernel keeps a DLC_MR x DLC_NR tile of C in twelve
+ * in place), and a micro-kernel keeps a DLC_MR x DLC_NR tile of C in 2 DLC_MR
  * named vector variables (an array would be spilled to the stack).  A product
  * of fewer than DLC_SMALL_M rows (batch-1 inference) streams through B without
  * packing.  OpenMP threads split C by columns only, never along K, and at the
@@ -98,23 +98,38 @@ static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t
 
 #ifdef DLC_VEC
 
-#define DLC_MR 6                                /* rows of the register tile */
+/* The register tile: DLC_MR rows of two vectors (DLC_NR columns) of sums, one vector of B
+ * and a broadcast value of A: 15 of 16 registers (6 x 16 floats with AVX2), 31 of 32 with
+ * AVX-512 or NEON (14 x 32 floats with 64-byte vectors). */
+#if DLC_VEC_REGS >= 32
+#define DLC_MR 14
+#else
+#define DLC_MR 6
+#endif
 #define DLC_NR (2 * DLC_VL)                     /* columns: two vectors */
+/* DLC_TILE_ROWS(F): F(0) F(1) .. F(DLC_MR - 1), so that each row of the tile is a pair of
+ * named variables (an array would be spilled to the stack). */
+#define DLC_ROWS_6(F) F(0) F(1) F(2) F(3) F(4) F(5)
+#define DLC_ROWS_14(F) DLC_ROWS_6(F) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13)
+#define DLC_ROWS_OF(mr) DLC_ROWS_##mr
+#define DLC_ROWS(mr) DLC_ROWS_OF(mr)
+#define DLC_TILE_ROWS(F) DLC_ROWS(DLC_MR)(F)
 #ifndef DLC_KC                                 /* block sizes, overridable with -D */
 #define DLC_KC (1024 / sizeof(dlc_real))        /* depth of a packed block: 1 KiB per row */
 #endif
 #ifndef DLC_MC
-#define DLC_MC 72                               /* rows of a packed A block (L2) */
+#define DLC_MC (72 / DLC_MR * DLC_MR)           /* rows of a packed A block (L2) */
 #endif
 #ifndef DLC_NC
 #define DLC_NC 256                              /* columns of a packed B block (L2) */
 #endif
 #define DLC_SMALL_M 4                           /* fewer rows: no packing */
+#define DLC_ROW_VECS 8                          /* ..but rows of 8 vectors of sums */
 #define DLC_IN_PLACE_BYTES 1024                 /* rows this close are read in place */
-/* dlc plans the blocks for these defaults and the widest vectors (dlc/layout.py). */
+/* dlc plans the blocks for these defaults and the widest tiles (dlc/layout.py). */
 typedef char dlc_blocks_fit_the_planned_scratch[
     DLC_MC <= 72 && DLC_NC <= 256 && DLC_KC * sizeof(dlc_real) <= 1024
-    && DLC_NR * sizeof(dlc_real) <= 64 && DLC_MR == 6 && DLC_SMALL_M == 4
+    && DLC_NR * sizeof(dlc_real) <= 128 && (DLC_MR == 6 || DLC_MR == 14) && DLC_SMALL_M == 4
     && DLC_IN_PLACE_BYTES == 1024 ? 1 : -1];
 #define DLC_PARALLEL_MACS (1L << 20)            /* less work: one thread (fork/join costs) */
 
@@ -182,10 +197,10 @@ static inline void dlc_pack_b(int trans_b, const dlc_real *B, size_t ldb, size_t
     if (nr == DLC_NR && trans_b) {
         const dlc_real *src = B + j0 * ldb + k0;
         size_t k = 0;
-#ifdef DLC_TURN8
-        for (; k + 8 <= kc; k += 8) {     /* 8 x 8 blocks turned in registers */
-            dlc_turn8(src + k, ldb, panel + k * DLC_NR, DLC_NR);
-            dlc_turn8(src + 8 * ldb + k, ldb, panel + k * DLC_NR + 8, DLC_NR);
+#ifdef DLC_TURN
+        for (; k + DLC_VL <= kc; k += DLC_VL) {     /* DLC_VL x DLC_VL blocks turned */
+            dlc_turn(src + k, ldb, panel + k * DLC_NR, DLC_NR);
+            dlc_turn(src + DLC_VL * ldb + k, ldb, panel + k * DLC_NR + DLC_VL, DLC_NR);
         }
 #endif
         for (; k < kc; k++) {
@@ -243,47 +258,38 @@ static inline void dlc_finish_row(dlc_real *Ci, dlc_vec v0, dlc_vec v1, int accu
 /* C tile (mr, nr) at C = Ap Bp (+ C when accumulate); the epilogue when ep.
  * Ap holds DLC_MR rows of kc values, row r, depth k at Ap[r * ars + k * aks] (a packed
  * panel, ars = 1 and aks = DLC_MR, or A itself, ars = lda and aks = 1); Bp kc rows of
- * DLC_NR values, ldbp apart (a packed panel, or B itself).  The tile lives in twelve
- * named vectors, which gcc keeps in registers. */
+ * DLC_NR values, ldbp apart (a packed panel, or B itself), the second vector of each b1
+ * after the first (DLC_VL, or the next panel of a panel-packed B narrower than the tile).
+ * The tile lives in 2 DLC_MR named vectors, which gcc keeps in registers. */
+#define DLC_TILE_ZERO(i) dlc_vec c##i##_0 = {0}, c##i##_1 = {0};
+#define DLC_TILE_FMA(i) a = Ap[i * ars]; c##i##_0 += a * b0; c##i##_1 += a * b1v;
+#define DLC_TILE_FINISH(i) \
+    dlc_finish_row(C + i * ldc, c##i##_0, c##i##_1, accumulate, ep, bias0, bias1);
+#define DLC_TILE_SPILL(i) \
+    dlc_store(tile + i * DLC_NR, c##i##_0); dlc_store(tile + i * DLC_NR + DLC_VL, c##i##_1);
 static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, size_t aks,
-                                    const dlc_real *Bp, size_t ldbp,
+                                    const dlc_real *Bp, size_t ldbp, size_t b1,
                                     dlc_real *C, size_t ldc, size_t mr, size_t nr,
                                     int accumulate, const dlc_epilogue *ep, size_t j0)
 {
-    dlc_vec c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
-    dlc_vec c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    DLC_TILE_ROWS(DLC_TILE_ZERO)
     for (size_t k = 0; k < kc; k++) {
-        const dlc_vec b0 = dlc_load(Bp), b1 = dlc_load(Bp + DLC_VL);
+        const dlc_vec b0 = dlc_load(Bp), b1v = dlc_load(Bp + b1);
         dlc_real a;
-        a = Ap[0 * ars]; c00 += a * b0; c01 += a * b1;
-        a = Ap[1 * ars]; c10 += a * b0; c11 += a * b1;
-        a = Ap[2 * ars]; c20 += a * b0; c21 += a * b1;
-        a = Ap[3 * ars]; c30 += a * b0; c31 += a * b1;
-        a = Ap[4 * ars]; c40 += a * b0; c41 += a * b1;
-        a = Ap[5 * ars]; c50 += a * b0; c51 += a * b1;
+        DLC_TILE_ROWS(DLC_TILE_FMA)
         Ap += aks;
         Bp += ldbp;
     }
     if (mr == DLC_MR && nr == DLC_NR) {
         const int bias = ep && ep->bias;
-        const dlc_vec bias0 = bias ? dlc_load(ep->bias + j0) : c00;
-        const dlc_vec bias1 = bias ? dlc_load(ep->bias + j0 + DLC_VL) : c00;
-        dlc_finish_row(C + 0 * ldc, c00, c01, accumulate, ep, bias0, bias1);
-        dlc_finish_row(C + 1 * ldc, c10, c11, accumulate, ep, bias0, bias1);
-        dlc_finish_row(C + 2 * ldc, c20, c21, accumulate, ep, bias0, bias1);
-        dlc_finish_row(C + 3 * ldc, c30, c31, accumulate, ep, bias0, bias1);
-        dlc_finish_row(C + 4 * ldc, c40, c41, accumulate, ep, bias0, bias1);
-        dlc_finish_row(C + 5 * ldc, c50, c51, accumulate, ep, bias0, bias1);
+        const dlc_vec bias0 = bias ? dlc_load(ep->bias + j0) : c0_0;
+        const dlc_vec bias1 = bias ? dlc_load(ep->bias + j0 + DLC_VL) : c0_0;
+        DLC_TILE_ROWS(DLC_TILE_FINISH)
         return;
     }
     /* An edge tile: the first vector of each row whole when nr allows, the rest by value. */
     dlc_real tile[DLC_MR * DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
-    dlc_store(tile + 0 * DLC_NR, c00); dlc_store(tile + 0 * DLC_NR + DLC_VL, c01);
-    dlc_store(tile + 1 * DLC_NR, c10); dlc_store(tile + 1 * DLC_NR + DLC_VL, c11);
-    dlc_store(tile + 2 * DLC_NR, c20); dlc_store(tile + 2 * DLC_NR + DLC_VL, c21);
-    dlc_store(tile + 3 * DLC_NR, c30); dlc_store(tile + 3 * DLC_NR + DLC_VL, c31);
-    dlc_store(tile + 4 * DLC_NR, c40); dlc_store(tile + 4 * DLC_NR + DLC_VL, c41);
-    dlc_store(tile + 5 * DLC_NR, c50); dlc_store(tile + 5 * DLC_NR + DLC_VL, c51);
+    DLC_TILE_ROWS(DLC_TILE_SPILL)
     const size_t whole = nr >= DLC_VL ? DLC_VL : 0;
     const dlc_vec zero = {0};
     const dlc_vec bias = whole && ep && ep->bias ? dlc_load(ep->bias + j0) : zero;
@@ -298,6 +304,20 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
             Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
         }
     }
+}
+
+/* How far the second vector of the tile's columns j.. j+nr of a panel-packed B lies after
+ * the first: in the same panel or the next (panels narrower than DLC_NR); 0, which loads
+ * the first again, when nr leaves no second vector (that next panel may not exist). */
+static inline size_t dlc_second_vector(const dlc_real *B, size_t panel, size_t K, size_t j,
+                                       size_t nr)
+{
+    size_t stride;
+    if (nr <= DLC_VL) {
+        return 0;
+    }
+    return (size_t)(dlc_b_column(B, 0, panel, K, j + DLC_VL, &stride)
+                    - dlc_b_column(B, 0, panel, K, j, &stride));
 }
 
 /* One task: columns j0.. j0+nc of C, all rows, all of K.  For each block of
@@ -344,12 +364,14 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                     const dlc_real *b = jr < full
                         ? dlc_b_column(B, ldb, panel, K, jc + jr, &ldbp) + k0 * ldbp
                         : Bp + jr * kc;
+                    const size_t b1 = jr < full && panel
+                        ? dlc_second_vector(B, panel, K, jc + jr, nr) : DLC_VL;
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
                         const int packed = ir >= in_place;
                         dlc_micro_kernel(kc, packed ? Ap + (ir - in_place) * kc
                                                     : A + (i0 + ir) * lda + k0,
-                                         packed ? 1 : lda, packed ? DLC_MR : 1, b, ldbp,
+                                         packed ? 1 : lda, packed ? DLC_MR : 1, b, ldbp, b1,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
                     }
@@ -426,7 +448,7 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
                                  int accumulate, dlc_real *C, size_t ldc,
                                  const dlc_epilogue *ep, size_t j0, size_t nc)
 {
-    const size_t end = j0 + nc, per = panel ? panel / DLC_VL : 8, apart = K * panel;
+    const size_t end = j0 + nc, per = panel ? panel / DLC_VL : DLC_ROW_VECS, apart = K * panel;
     const size_t o1 = 1 / per * apart + 1 % per * DLC_VL, o2 = 2 / per * apart + 2 % per * DLC_VL;
     const size_t o3 = 3 / per * apart + 3 % per * DLC_VL, o4 = 4 / per * apart + 4 % per * DLC_VL;
     const size_t o5 = 5 / per * apart + 5 % per * DLC_VL, o6 = 6 / per * apart + 6 % per * DLC_VL;
@@ -436,7 +458,7 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
         const dlc_real *Ai = A + (trans_a ? i : i * lda);
         const size_t a_step = trans_a ? lda : 1;
         size_t j = j0, stride;
-        for (; j + 8 * DLC_VL <= end; j += 8 * DLC_VL) {
+        for (; j + DLC_ROW_VECS * DLC_VL <= end; j += DLC_ROW_VECS * DLC_VL) {
             const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
             dlc_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0};
             for (size_t k = 0; k < K; k++) {
@@ -518,7 +540,7 @@ static inline void dlc_gemm_ex(const dlc_scratch *scratch,
     const size_t parts = parallel ? (size_t)scratch->tasks : 1;
     /* Task edges fall on the blocks each path steps by, so a column takes the same
      * code (and rounding) whatever the split. */
-    const size_t step = M < DLC_SMALL_M && !trans_b ? 8 * DLC_VL : DLC_NR;
+    const size_t step = M < DLC_SMALL_M && !trans_b ? DLC_ROW_VECS * DLC_VL : DLC_NR;
     const size_t width = ((N + parts - 1) / parts + step - 1) / step * step;
     const size_t n_tasks = (N + width - 1) / width;
     const dlc_gemm_plan p = {trans_a, trans_b, beta != 0, M, N, K, lda, ldb, panel, ldc, width,

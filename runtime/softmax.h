@@ -97,46 +97,46 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
     }
 }
 
-#ifdef DLC_TURN8
+#ifdef DLC_TURN
 /* Rows of 10 classes leave vectors mostly empty and put the max and sum in dependent
- * chains.  With 8-float vectors, softmax instead turns groups of 8 rows on their side:
- * value j of the group's rows becomes one vector t[j], lane r from row r, so the max,
- * sum and division run across 8 rows at once.  Same operations in the same order as
- * dlc_softmax_by_row: the results are identical. */
+ * chains.  With vectors of DLC_VL >= 8 lanes, softmax instead turns groups of DLC_VL
+ * rows on their side: value j of the group's rows becomes one vector t[j], lane r from
+ * row r, so the max, sum and division run across DLC_VL rows at once.  Same operations
+ * in the same order as dlc_softmax_by_row: the results are identical. */
 #define DLC_SOFTMAX_LANES_MAX_N 64     /* longer rows fill vectors by themselves */
 
-/* t[j][r] = x[r * ld + j] for j < n and the 8 rows at x: whole 8 x 8 blocks by
+/* t[j][r] = x[r * ld + j] for j < n and the DLC_VL rows at x: whole square blocks by
  * shuffles, the columns left over one value at a time.  dlc_from_lanes is the inverse
  * (for rows of n values). */
-static inline void dlc_to_lanes(size_t n, const dlc_real *x, size_t ld, dlc_real (*t)[8])
+static inline void dlc_to_lanes(size_t n, const dlc_real *x, size_t ld, dlc_real (*t)[DLC_VL])
 {
     size_t c = 0;
-    for (; c + 8 <= n; c += 8) {
-        dlc_turn8(x + c, ld, t[c], 8);
+    for (; c + DLC_VL <= n; c += DLC_VL) {
+        dlc_turn(x + c, ld, t[c], DLC_VL);
     }
     for (size_t j = c; j < n; j++) {
-        for (size_t r = 0; r < 8; r++) {
+        for (size_t r = 0; r < DLC_VL; r++) {
             t[j][r] = x[r * ld + j];
         }
     }
 }
 
-static inline void dlc_from_lanes(size_t n, dlc_real (*t)[8], dlc_real *y)
+static inline void dlc_from_lanes(size_t n, dlc_real (*t)[DLC_VL], dlc_real *y)
 {
     size_t c = 0;
-    for (; c + 8 <= n; c += 8) {
-        dlc_turn8(t[c], 8, y + c, n);
+    for (; c + DLC_VL <= n; c += DLC_VL) {
+        dlc_turn(t[c], DLC_VL, y + c, n);
     }
     for (size_t j = c; j < n; j++) {
-        for (size_t r = 0; r < 8; r++) {
+        for (size_t r = 0; r < DLC_VL; r++) {
             y[r * n + j] = t[j][r];
         }
     }
 }
 
-/* Stores the group's t[j] - row max, still on its side, at g (8 n values); NaN in the
+/* Stores the group's t[j] - row max, still on its side, at g (DLC_VL n values); NaN in the
  * lanes of rows that dlc_softmax_undefined says are NaN (the same tests, lane by lane). */
-static inline void dlc_store_shifted(size_t n, dlc_real (*t)[8], dlc_real *g)
+static inline void dlc_store_shifted(size_t n, dlc_real (*t)[DLC_VL], dlc_real *g)
 {
     dlc_vec max = dlc_load(t[0]);
     dlc_mask some_nan_or_inf = {0}, all_minus_inf = ~some_nan_or_inf;
@@ -151,27 +151,27 @@ static inline void dlc_store_shifted(size_t n, dlc_real (*t)[8], dlc_real *g)
     const dlc_mask undefined = some_nan_or_inf | all_minus_inf;
     for (size_t j = 0; j < n; j++) {
         const dlc_mask shifted = (dlc_mask)(dlc_load(t[j]) - max);
-        dlc_store(g + j * 8, (dlc_vec)((shifted & ~undefined) | (DLC_NAN_BITS & undefined)));
+        dlc_store(g + j * DLC_VL, (dlc_vec)((shifted & ~undefined) | (DLC_NAN_BITS & undefined)));
     }
 }
 
-/* Finishes the softmax of the first `whole` rows of y, each group of 8 stored shifted
+/* Finishes the softmax of the first `whole` rows of y, each group of DLC_VL stored shifted
  * and on its side in its own place: the exp over all of them at once (where it
  * vectorises best), then each group divided by its sums and turned back. */
 static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y)
 {
-    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][8] __attribute__((aligned(32)));
+    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
     for (size_t i = 0; i < whole * n; i++) {
         y[i] = dlc_exp_nonpositive(y[i]);
     }
-    for (size_t i = 0; i < whole; i += 8) {
+    for (size_t i = 0; i < whole; i += DLC_VL) {
         dlc_real *g = y + i * n;
         dlc_vec sum = {0};
         for (size_t j = 0; j < n; j++) {
-            sum += dlc_load(g + j * 8);
+            sum += dlc_load(g + j * DLC_VL);
         }
         for (size_t j = 0; j < n; j++) {
-            dlc_store(t[j], dlc_load(g + j * 8) / sum);
+            dlc_store(t[j], dlc_load(g + j * DLC_VL) / sum);
         }
         dlc_from_lanes(n, t, g);
     }
@@ -179,9 +179,9 @@ static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y)
 
 static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
 {
-    const size_t whole = n <= DLC_SOFTMAX_LANES_MAX_N ? rows / 8 * 8 : 0;
-    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][8] __attribute__((aligned(32)));
-    for (size_t i = 0; i < whole; i += 8) {
+    const size_t whole = n <= DLC_SOFTMAX_LANES_MAX_N ? rows / DLC_VL * DLC_VL : 0;
+    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
+    for (size_t i = 0; i < whole; i += DLC_VL) {
         dlc_to_lanes(n, x + i * n, n, t);
         dlc_store_shifted(n, t, y + i * n);
     }

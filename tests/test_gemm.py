@@ -16,12 +16,19 @@ from dlc.targets.kernels import generate_gemm_module
 from dlc.layout import PANEL_BYTES, as_panels
 
 DTYPES = {np.float32: "f32", np.float64: "f64"}
+# Every vector width on any machine: a width wider than the CPU's is lowered to several
+# registers, so the 64-byte code (and its 14-row tile) is checked on AVX2 and the 16-byte
+# code on AVX-512 (-O2 where the vectors are wider than the CPU's: gcc -O3 takes half a
+# minute to lower them).
+WIDTHS = {f"w{n}": ("-O3" if n <= 32 else "-O2", "-march=native", "-fopenmp",
+                    f"-DDLC_VEC_BYTES={n}") for n in (64, 32, 16)}
 FLAG_SETS = {
-    "native": "native",                        # AVX2+FMA vectors, OpenMP
+    "native": "native",                        # the widest vectors of this CPU, OpenMP
     "portable": "portable",                    # 16-byte vectors, no OpenMP
     "scalar": ("-O2", "-DDLC_SCALAR_GEMM"),    # the plain reference loop
     # tiny blocks: many row, column and depth blocks even on small shapes
     "small-blocks": ("-O3", "-march=native", "-DDLC_MC=12", "-DDLC_NC=32", "-DDLC_KC=40"),
+    **WIDTHS,
 }
 ACTIVATIONS = {name: code for code, name in enumerate(ops.ACTIVATIONS)}   # the C enum
 SHAPES = [(1, 1, 1), (1, 300, 17), (2, 10, 256), (3, 65, 300), (5, 33, 9), (6, 16, 1),
@@ -82,22 +89,25 @@ def check_product(dtype, M, N, K, trans_a, trans_b, beta, flags="native", pad=3,
     assert np.isnan(buffer[:, N:]).all(), "dlc_gemm wrote past column N (into ldc padding)"
 
 
+@pytest.mark.parametrize("flags", sorted(WIDTHS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
 @pytest.mark.parametrize("M,N,K", SHAPES)
-def test_gemm_equals_numpy(M, N, K, trans_a, trans_b, dtype):
+def test_gemm_equals_numpy(M, N, K, trans_a, trans_b, dtype, flags):
     for beta in (0.0, 1.0):
-        check_product(dtype, M, N, K, trans_a, trans_b, beta)
+        check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("flags,seed", [("native", s) for s in range(4)]
+                         + [(w, s) for w in sorted(WIDTHS) for s in (4, 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_random_odd_shapes(dtype, seed):
+def test_gemm_random_odd_shapes(dtype, seed, flags):
     rng = np.random.default_rng(seed + 100)
     for _ in range(8):
         M, N, K = rng.integers(1, 301, size=3)
         check_product(dtype, int(M), int(N), int(K), int(rng.integers(2)), int(rng.integers(2)),
-                      float(rng.integers(2)), pad=int(rng.integers(0, 5)), seed=seed)
+                      float(rng.integers(2)), flags=flags, pad=int(rng.integers(0, 5)),
+                      seed=seed)
 
 
 @pytest.mark.parametrize("flags", ["portable", "scalar", "small-blocks"])
@@ -109,11 +119,12 @@ def test_portable_scalar_and_blocked_paths_equal_numpy(trans_a, trans_b, dtype, 
             check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags)
 
 
+@pytest.mark.parametrize("flags", sorted(WIDTHS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
 @pytest.mark.parametrize("M,N,K", [(1, 4000, 300), (3, 1100, 400), (64, 300, 256),
                                    (300, 257, 100), (200, 30, 300)])
-def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype):
+def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype, flags):
     """Threads split C into tiles, never K: every element is summed in the same order.
     Every shape here is above the 2^20 multiply-adds that make dlc_gemm go parallel."""
     assert M * N * K >= 1 << 20
@@ -124,7 +135,7 @@ def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype
     results = {}
     for threads in (1, 2, 3):
         C = C0.copy()
-        matmul(A, B, C, trans_a, trans_b, 1.0, dtype, threads=threads)
+        matmul(A, B, C, trans_a, trans_b, 1.0, dtype, flags, threads=threads)
         results[threads] = C
     np.testing.assert_array_equal(results[2], results[1])
     np.testing.assert_array_equal(results[3], results[1])
@@ -180,13 +191,14 @@ def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags
 
 
 @pytest.mark.parametrize("rows,n_in,n_out", [(1, 700, 300), (3, 100, 520), (300, 90, 333)])
-def test_panel_packed_dense_identical_for_any_thread_count(rows, n_in, n_out):
+@pytest.mark.parametrize("flags", sorted(WIDTHS))
+def test_panel_packed_dense_identical_for_any_thread_count(rows, n_in, n_out, flags):
     rng = np.random.default_rng(rows)
     x, W, b = (rng.normal(size=s).astype(np.float32) for s in ((rows, n_in), (n_in, n_out), n_out))
-    one = dense_layer(x, W, b, "relu", packing="panels")
+    one = dense_layer(x, W, b, "relu", flags, packing="panels")
     assert np.isfinite(one).all()
     for threads in (2, 3):
-        np.testing.assert_array_equal(dense_layer(x, W, b, "relu", packing="panels",
+        np.testing.assert_array_equal(dense_layer(x, W, b, "relu", flags, packing="panels",
                                                   threads=threads), one)
 
 
@@ -212,8 +224,8 @@ def softmax_rows(x, flags="native", in_place=False):
 @pytest.mark.parametrize("rows,n", [(1, 10), (7, 10), (8, 1), (9, 3), (16, 8), (37, 10),
                                     (40, 16), (17, 23), (256, 10), (24, 64), (24, 65), (5, 300)])
 def test_softmax_kernel_equals_numpy(rows, n, dtype, flags, in_place):
-    """Softmax on its own, rows taken 8 at a time on their side (float32 with AVX) or one
-    at a time: whole groups, groups with leftover rows, rows of whole 8-blocks and
+    """Softmax on its own, rows taken a vector's lanes at a time on their side (8 or more)
+    or one at a time: whole groups, groups with leftover rows, rows of whole 8-blocks and
     leftover columns, longer rows than the turned path takes, in place or not.  Within
     the float64 softmax of the same inputs by (4 + n + |x - max|) eps relative: the exp's
     1.3 ulp, the rounding of x - max (relative in the exp's argument), the sum, the divide."""
@@ -227,12 +239,15 @@ def test_softmax_kernel_equals_numpy(rows, n, dtype, flags, in_place):
     assert np.all(error <= bound), f"worst error / bound {np.max(error / bound):.3g}"
 
 
-def test_softmax_on_its_side_equals_row_by_row():
-    """A row gives the same bits in a group of 8 turned rows as alone (one row is never
-    turned): the turned path does the same operations in the same order."""
-    x = (5 * np.random.default_rng(1).normal(size=(40, 10))).astype(np.float32)
-    together = softmax_rows(x)
-    alone = np.vstack([softmax_rows(row[None]) for row in x])
+@pytest.mark.parametrize("flags", sorted(WIDTHS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_on_its_side_equals_row_by_row(dtype, flags):
+    """A row gives the same bits in a group of turned rows (as many as a vector's lanes)
+    as alone (one row is never turned): the turned path does the same operations in the
+    same order."""
+    x = (5 * np.random.default_rng(1).normal(size=(40, 10))).astype(dtype)
+    together = softmax_rows(x, flags)
+    alone = np.vstack([softmax_rows(row[None], flags) for row in x])
     np.testing.assert_array_equal(together, alone)
 
 

@@ -1,5 +1,6 @@
 """The runtime headers (runtime/*.h) are real headers: each compiles alone under gcc and
-clang with the strict flags, for float and double, with and without vectors; the enum of
+clang with the strict flags, for float and double, with and without vectors, at every
+vector width (forced wider than the ISA's too); the enum of
 activations in the C agrees with dlc/ops.py's table; a program carries only the runtime it
 calls, pasted without runtime includes."""
 import re
@@ -17,7 +18,10 @@ HEADERS = sorted(path.name for path in RUNTIME.glob("*.h"))
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only"]
 VARIANTS = {"float": ["-DDLC_DOUBLE=0"], "double": ["-DDLC_DOUBLE=1"],
             "avx2": ["-DDLC_DOUBLE=0", "-mavx2", "-mfma"],
-            "scalar": ["-DDLC_DOUBLE=0", "-DDLC_SCALAR_GEMM"]}
+            "scalar": ["-DDLC_DOUBLE=0", "-DDLC_SCALAR_GEMM"],
+            "avx512": ["-DDLC_DOUBLE=0", "-mavx512f", "-mavx512vl", "-mfma"],
+            "w64-on-sse2": ["-DDLC_DOUBLE=1", "-DDLC_VEC_BYTES=64"],
+            "w32-on-sse2": ["-DDLC_DOUBLE=0", "-DDLC_VEC_BYTES=32"]}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

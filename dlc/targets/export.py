@@ -9,6 +9,7 @@ from ..program import TILE_ROWS, inference_program
 from ..render import safe_comment
 from . import Target
 from .embedded import CORTEX_M, GENERIC, ExportTarget
+from .isa import apply_isa
 
 # Portable flags for measuring the exported code (no -march=native: it ships elsewhere).
 EXPORT = Target("export", header="export.h.j2", source="export.c.j2", flags=("-std=c99", "-O2"))
@@ -69,7 +70,8 @@ def target_program(graph: Graph, target: ExportTarget, tile_rows: int = None):
 
 
 def generate_export(graph: Graph, name: str, block, summary_lines, weights_file: str = None,
-                    tile_rows: int = None, target: ExportTarget = HOST, footprint=None):
+                    tile_rows: int = None, target: ExportTarget = HOST, isa: str = "portable",
+                    footprint=None):
     """(header, source, program) of a standalone model named ``name`` (already a checked
     C identifier) for ``target`` with the packed parameters ``block``, baked in or, with
     ``weights_file``, read from that file; the header states ``footprint`` (flash, RAM
@@ -83,4 +85,4 @@ def generate_export(graph: Graph, name: str, block, summary_lines, weights_file:
         weights=None if weights_file else weight_segments(graph, program.params, block),
         weights_bytes=program.params.size * block.itemsize,
         weights_magic=WEIGHTS_MAGIC, weights_version=WEIGHTS_VERSION)
-    return header, source, program
+    return (*apply_isa(header, source, name, isa), program)

@@ -88,7 +88,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     blocks, constant weights read in place.  ``tile_rows`` overrides the target's rows per
     tile.  ``isa`` picks the vector ISA of an x86 build (dlc/targets/isa.py): "portable",
     "x86-64-v3", "x86-64-v4", "native" (this CPU's level) or "dispatch" (all, chosen at
-    run time); a microcontroller takes only "portable".  ``footprint`` (by default on for
+    run time); the plain-loop targets take only "portable".  ``footprint`` (by default on for
     every target but "host") builds the export with the target's compiler and states the
     flash, RAM and stack it measures in the header and in ``.footprint``."""
     _check_model(net)
@@ -101,9 +101,9 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     if footprint is not None and not isinstance(footprint, bool):
         raise TypeError(f"footprint must be True, False or None, got {footprint!r}")
     check_isa(isa)
-    if machine.cc is not None and isa != "portable":
-        raise ValueError(f"isa {isa!r} is for x86 builds; target {target!r} takes only "
-                         "isa='portable'")
+    if machine.name != "host" and isa != "portable":
+        raise ValueError(f"isa {isa!r} chooses among the host target's vector kernels; "
+                         f"target {target!r} takes only isa='portable'")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")

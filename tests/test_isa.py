@@ -9,6 +9,7 @@ hundred products of O(1) values); 3 training steps within 1e-4 (as in
 test_train_c_vs_reference); float64 to 1e-10.
 """
 import ctypes
+import re
 import subprocess
 
 import numpy as np
@@ -88,13 +89,16 @@ def load_export(directory, cc="gcc", name="net"):
     if hasattr(lib, "net_set_isa"):
         lib.net_set_isa.argtypes = [ctypes.c_char_p]
         lib.net_isa.restype = ctypes.c_char_p
+    size, = re.findall(rf"#define {name.upper()}_WORKSPACE_BYTES (\d+)",
+                       (directory / f"{name}.h").read_text())
+    lib.workspace = ctypes.create_string_buffer(int(size))    # the caller's, as documented
     return lib
 
 
 def predict(lib, X, n_outputs=10):
     y = np.full((X.shape[0], n_outputs), np.nan, X.dtype)
     status = lib.net_predict(X.ctypes.data_as(ctypes.c_void_p), y.ctypes.data_as(ctypes.c_void_p),
-                             ctypes.c_size_t(X.shape[0]), None)
+                             ctypes.c_size_t(X.shape[0]), lib.workspace)
     assert status == 0
     return y
 
@@ -152,6 +156,12 @@ def test_a_named_level_export_equals_the_reference(isa, tmp_path):
 def test_a_bad_isa_is_named(bad, error, message, tmp_path):
     with pytest.raises(error, match=message):
         export_c(make_net("float32"), tmp_path, name="net", isa=bad)
+
+
+@pytest.mark.parametrize("target", ["generic", "cortex-m4"])
+def test_a_plain_target_takes_only_the_portable_isa(target, tmp_path):
+    with pytest.raises(ValueError, match=f"target '{target}' takes only isa='portable'"):
+        export_c(make_net("float32"), tmp_path, name="net", target=target, isa="dispatch")
 
 
 @pytest.mark.parametrize("flags, level", [

@@ -67,10 +67,13 @@ class ParamLayout:
 
 def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
     """Offsets of the parameters in one block; the matrices in ``panels`` take the
-    room of their panel-packed form."""
+    room of their panel-packed form.  A quantized model's integer parameters are not in
+    it: they are static arrays of their own type (program.Constant)."""
     panels = panels or {}
     offsets, size = {}, 0
     for ref, param in graph.params.items():
+        if param.type.is_integer:
+            continue
         offsets[ref] = size
         size += aligned(panels_size(param.value.shape, panels[ref]) if ref in panels
                         else param.value.size)
@@ -107,6 +110,8 @@ def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
     """The parameter block of ``layout``, aligned to a cache line."""
     block = aligned_zeros(layout.size, dtype)
     for ref, param in graph.params.items():
+        if ref not in layout.offsets:       # an integer constant, baked into the source
+            continue
         start = layout.offsets[ref]
         value = (as_panels(param.value, layout.panels[ref]) if ref in layout.panels
                  else param.value.reshape(-1))

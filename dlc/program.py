@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional, Union
 
+import numpy as np
+
 from .ir import DTYPES, Graph, Node, TensorType, format_node
 from .layout import (GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size,
                      param_layout)
@@ -35,8 +37,10 @@ REGIONS = {
     "x": "the input rows",
     "t": "the target rows (training)",
     "y": "the output rows (inference)",
+    "Q": "the integer constants of a quantized model, static arrays of their own type",
 }
 ROW_REGIONS = frozenset("xty")          # function arguments: no declaration of their own
+UNDECLARED = ROW_REGIONS | {"Q"}        # the Q arrays are declared at file scope
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Buffer:
     def declared(self) -> bool:
         """Whether the step body declares it (the row regions are the function's own
         arguments)."""
-        return self.region not in ROW_REGIONS
+        return self.region not in UNDECLARED
 
     def __str__(self) -> str:
         return self.name
@@ -85,6 +89,43 @@ class Scalar:
 
 
 Arg = Union[Buffer, Scalar]
+
+CONSTANTS_PER_LINE = 16
+
+
+@dataclass(frozen=True)
+class Constant:
+    """An integer parameter baked into the source as a static array named like its
+    buffer (region Q), in the order its kernel reads it (``transposed``: row-major
+    (N, K) for a (K, N) matrix)."""
+    buffer: Buffer
+    values: np.ndarray
+    transposed: bool = False
+
+    @property
+    def ctype(self) -> str:
+        return CTYPES[self.buffer.type.dtype]
+
+    @property
+    def size(self) -> int:
+        return self.values.size
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes
+
+    @property
+    def lines(self) -> list:
+        flat = self.values.reshape(-1).tolist()
+        return [flat[i:i + CONSTANTS_PER_LINE] for i in range(0, len(flat), CONSTANTS_PER_LINE)]
+
+    def __hash__(self):
+        return hash(self.buffer)
+
+    def __eq__(self, other):
+        return (isinstance(other, Constant) and self.buffer == other.buffer
+                and self.transposed == other.transposed
+                and np.array_equal(self.values, other.values))
 
 
 @dataclass(frozen=True)
@@ -138,6 +179,11 @@ class Program:
     ir_lines: tuple
     tile_rows: Optional[int] = None     # inference: rows per tile
     cost: Optional[Arg] = None          # training: the scalar cost
+    constants: tuple = ()               # a quantized model's integer parameters (Q)
+
+    @property
+    def constant_bytes(self) -> int:
+        return sum(c.nbytes for c in self.constants)
 
     @property
     def buffers(self) -> tuple:
@@ -267,6 +313,9 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
     layout = inference_layout(graph)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]
+    if types[out_ref].is_integer:
+        raise ValueError(f"a compiled model returns floats; the output {out_ref} is "
+                         f"{types[out_ref]} (dequantize it)")
     if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
         calls.append(Call("copy", "copy", "output", "copy to output",
                           {"x": arg(out_ref), "y": Buffer("y", out_ref, out_type, "y",
@@ -279,7 +328,22 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
                  "y": out_type.row_size},
         params=layout, n_inputs=x_type.row_size, n_outputs=out_type.row_size,
         blocks=program_blocks(calls, tile_rows, itemsize), ir_lines=tuple(ir_lines(graph)),
-        tile_rows=tile_rows)
+        tile_rows=tile_rows, constants=integer_constants(graph, arg))
+
+
+def transposed_operands(graph: Graph) -> set:
+    """Parameters some kernel reads as their transpose (Kernel.transposed)."""
+    return {ref for node in graph.nodes
+            for name, ref in zip(OPS[node.op].inputs, node.inputs)
+            if name in OPS[node.op].kernel.transposed and ref in graph.params}
+
+
+def integer_constants(graph: Graph, arg) -> tuple:
+    """The integer parameters of ``graph`` as the static arrays of region Q."""
+    transposed = transposed_operands(graph)
+    return tuple(Constant(arg(ref), param.value.T if ref in transposed else param.value,
+                          ref in transposed)
+                 for ref, param in graph.params.items() if param.type.is_integer)
 
 
 def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_rows: int,
@@ -289,6 +353,9 @@ def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_row
 
     def arg(ref: str) -> Buffer:
         type_ = types[ref]
+        if ref in graph.params and type_.is_integer:
+            return Buffer(names[ref], ref, type_, "Q", 0, type_.row_size, writable=False,
+                          layer=safe_comment(graph.params[ref].layer))
         if ref in graph.params:
             panel = layout.panels.get(ref, 0)
             return Buffer(names[ref], ref, type_, "P", layout.offsets[ref],

@@ -16,6 +16,7 @@ from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # 
                     RMSProp, SqrtDecay, StepDecay)
 
 from .onnx import from_onnx, to_onnx  # noqa: E402  (onnx itself is imported on use)
+from .quant import QuantizedModel, quantize  # noqa: E402  (dlc.quantize.compare too)
 
 __all__ = ["BatchNorm", "Dense", "Dropout", "ELU", "Input", "LeakyReLU", "Model", "Normalize",
            "ReLU", "Sequential", "Sigmoid", "SiLU", "Softmax", "Tanh", "compile", "reference",
@@ -23,7 +24,8 @@ __all__ = ["BatchNorm", "Dense", "Dropout", "ELU", "Input", "LeakyReLU", "Model"
            "export_c", "inspect",
            "callbacks", "data", "EarlyStopping", "load", "save", "diagnose", "plot_history",
            "SGD", "Momentum", "RMSProp", "Adam", "InverseTimeDecay", "ExponentialDecay",
-           "SqrtDecay", "StepDecay", "from_onnx", "to_onnx", "from_sklearn"]
+           "SqrtDecay", "StepDecay", "from_onnx", "to_onnx", "from_sklearn", "quantize",
+           "QuantizedModel"]
 
 
 def __getattr__(name):

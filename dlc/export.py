@@ -17,9 +17,8 @@ import numpy as np
 
 from .api import _check_model
 from .checks import check_int
-from .inspect import EXPORT_FLAGS, CodeSize, Inspection, inspect_graph, measure_code_size
+from .inspect import EXPORT_FLAGS, CodeSize, Inspection, inspect_model, measure_code_size
 from .layout import inference_layout, pack_params
-from .lower import lower
 from .passes import INFERENCE_PIPELINE
 from .program import TILE_ROWS
 from .targets.export import WEIGHTS_MAGIC, WEIGHTS_VERSION, generate_export
@@ -80,7 +79,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")
-    inspection, graph = inspect_graph(lower(net), passes, tile_rows)
+    inspection, graph = inspect_model(net, passes, tile_rows)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / f"{name}.weights" if weights == "file" else None
@@ -94,7 +93,8 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         write_weights(weights_path, block)
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
                          program.n_inputs, program.n_outputs, program.workspace_bytes,
-                         program.params.size * block.itemsize, inspection)
+                         program.params.size * block.itemsize + program.constant_bytes,
+                         inspection)
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:

@@ -11,14 +11,14 @@ from typing import Optional
 
 import numpy as np
 
-from .api import _check_model
+from .api import _check_model, source_graph
 from .build import BuildError, compiler_command, run_compiler
 from .checks import check_int
 from .ir import Graph
 from .layout import pack_params
-from .lower import lower
 from .passes import INFERENCE_PIPELINE, run_pipeline
 from .program import TILE_ROWS, inference_program
+from .quant import QuantizedModel
 from .targets.export import EXPORT, generate_export
 
 EXPORT_FLAGS = EXPORT.flags
@@ -78,9 +78,12 @@ def param_bytes(graph: Graph) -> int:
     return sum(p.value.nbytes for p in graph.params.values())
 
 
-def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS):
-    """(Inspection, the optimised graph) for an inference graph."""
+def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS,
+                  before: Graph = None):
+    """(Inspection, the optimised graph) for an inference graph; ``before``, when given, is
+    what the report compares with (a quantized model's float graph)."""
     optimised = run_pipeline(graph, passes)
+    graph = graph if before is None else before
     program = inference_program(optimised, tile_rows)
     report = Inspection(
         before=str(graph), after=str(optimised),
@@ -93,6 +96,13 @@ def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = TILE
     return report, optimised
 
 
+def inspect_model(net, passes=INFERENCE_PIPELINE, tile_rows: int = TILE_ROWS):
+    """(Inspection, the optimised graph) of a model; a quantized one is compared with its
+    float graph (after the inference passes), so the parameter bytes show the int8 saving."""
+    return inspect_graph(source_graph(net), passes, tile_rows,
+                         before=net.float_graph if isinstance(net, QuantizedModel) else None)
+
+
 def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = TILE_ROWS,
             code_size: bool = False, cc=None) -> Inspection:
     """The IR of ``net`` before and after the inference passes, and a summary: ops
@@ -100,7 +110,7 @@ def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = TILE_ROWS,
     the exported C), the code and constant bytes."""
     _check_model(net)
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
-    report, graph = inspect_graph(lower(net), passes, tile_rows)
+    report, graph = inspect_model(net, passes, tile_rows)
     if not code_size:
         return report
     program = inference_program(graph, tile_rows)

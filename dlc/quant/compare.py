@@ -7,9 +7,7 @@ import numpy as np
 
 from ..checks import as_batch
 from ..dsl import Model
-from ..lower import lower
-from ..passes import INFERENCE_PIPELINE, run_pipeline
-from .convert import capture, split_epilogues
+from .convert import capture, float_graph
 from .model import QuantizedModel
 
 
@@ -45,7 +43,7 @@ def compare(net, qnet, X) -> Comparison:
     if not isinstance(qnet, QuantizedModel):
         raise TypeError(f"compare expects what dlc.quantize returned as qnet, got "
                         f"{type(qnet).__name__}")
-    graph = split_epilogues(run_pipeline(lower(net), INFERENCE_PIPELINE))
+    graph = float_graph(net)
     if str(graph) != str(qnet.float_graph) or any(
             not np.array_equal(p.value, qnet.float_graph.params[r].value)
             for r, p in graph.params.items()):

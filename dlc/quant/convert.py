@@ -18,6 +18,7 @@ from ..ir import Graph, GraphBuilder, Node
 from ..lower import lower
 from ..ops import ACTIVATIONS, INT32_MAX, INT_RANGES
 from ..passes import INFERENCE_PIPELINE, run_pipeline
+from ..passes.fold_normalize import fold_normalize
 from ..verify import verify
 from .calibrate import CALIBRATIONS, calibrated_range
 from .model import QuantizedModel, Readback
@@ -39,16 +40,29 @@ def quantize(net, calibration_X, weights: str = "int8", activations: str = "int8
     error of its output on the calibration rows), a float or int8 output (``output``)."""
     check_options(net, weights, activations, per_channel, calibration, output)
     X = as_batch(calibration_X, net.n_inputs, net.dtype, what="calibration_X")
-    graph = split_epilogues(run_pipeline(lower(net), INFERENCE_PIPELINE))
+    graph = float_graph(net)
     values = capture(graph, X)
     dtype = ACTIVATION_DTYPES[activations]
     ranges = {ref: activation_params(*calibrated_range(v, calibration, dtype), dtype)
               for ref, v in values.items()}
     clip_inputs = values if calibration == "mse" else None
-    qgraph, readback = Converter(graph, ranges, dtype, per_channel, clip_inputs).run(output)
+    converter = Converter(graph, ranges, dtype, per_channel, clip_inputs)
+    qgraph, readback = converter.run(output)
     options = dict(weights=weights, activations=activations, per_channel=per_channel,
                    calibration=calibration, output=output, calibration_rows=len(X))
-    return QuantizedModel(verify(qgraph), graph, readback, options)
+    return QuantizedModel(verify(qgraph), graph, readback, options, converter.weight_scales)
+
+
+# The inference passes but one: a normalization stays a float op of its own, so that the
+# input is quantized after it.  Folded into the first layer's weights, it would leave the
+# raw features, whose ranges may differ by orders of magnitude, one scale between them.
+QUANTIZE_PIPELINE = tuple(p for p in INFERENCE_PIPELINE if p is not fold_normalize)
+
+
+def float_graph(net) -> Graph:
+    """The float graph a quantization starts from: ``net`` after QUANTIZE_PIPELINE, with
+    activations other than ReLU as nodes of their own."""
+    return split_epilogues(run_pipeline(lower(net), QUANTIZE_PIPELINE))
 
 
 def check_options(net, weights, activations, per_channel, calibration, output) -> None:
@@ -106,6 +120,7 @@ class Converter:
         (x_ref, x_type), = graph.inputs.items()
         self.floats = {x_ref: self.b.input(x_ref[1:], x_type, graph.labels.get(x_ref))}
         self.quants = {}        # float ref -> Readback of its integer form
+        self.weight_scales = {}     # int8 weight ref -> its scales (the ONNX export needs them)
 
     def run(self, output: str):
         for node in self.graph.nodes:
@@ -170,6 +185,7 @@ class Converter:
                   self.param(f"@{prefix}.b", bias.astype(np.int32)),
                   self.param(f"@{prefix}.multiplier", multiplier),
                   self.param(f"@{prefix}.shift", shift)]
+        self.weight_scales[params[0]] = w_scales
         q = self.b.add("qdense", x.ref, *params, layer=node.layer, x_zero=x.zero_point,
                        y_zero=y_zero, lo=lo, hi=qmax)
         self.quants[node.out] = Readback(q, y_scale, y_zero)

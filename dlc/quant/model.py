@@ -35,6 +35,14 @@ class QuantizedModel:
     float_graph: Graph
     readback: Mapping = field(repr=False)
     options: Mapping = field(default_factory=dict)
+    weight_scales: Mapping = field(default_factory=dict, repr=False)  # int8 W ref -> scales
+
+    def scale_of(self, ref: str) -> Readback:
+        """The scale and zero point of the integer value ``ref`` of ``graph``."""
+        for place in self.readback.values():
+            if place.ref == ref and place.scale is not None:
+                return place
+        raise KeyError(f"{ref} is not an integer value of the quantized graph")
 
     @property
     def dtype(self) -> np.dtype:

@@ -15,9 +15,9 @@ from .plots import plot_history  # noqa: E402
 from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # noqa: E402
                     RMSProp, SqrtDecay, StepDecay)
 
-from .onnx import from_onnx  # noqa: E402  (onnx itself is imported on use)
 from .quant import QuantizedModel, quantize  # noqa: E402  (dlc.quantize.compare too)
-from .onnx_quant import to_onnx  # noqa: E402  (dlc.onnx.to_onnx, and QDQ for a QuantizedModel)
+# dlc.onnx's from_onnx and to_onnx, with QDQ ONNX for quantized models (onnx loads on use)
+from .onnx_quant import from_onnx, to_onnx  # noqa: E402
 
 __all__ = ["BatchNorm", "Dense", "Dropout", "ELU", "Input", "LeakyReLU", "Model", "Normalize",
            "ReLU", "Sequential", "Sigmoid", "SiLU", "Softmax", "Tanh", "compile", "reference",

@@ -16,6 +16,7 @@ import numpy as np
 from . import onnx as float_onnx
 from .onnx import DEFAULT_OPSET, EXPORTERS, Exporter
 from .quant import QuantizedModel
+from .quant.convert import capture, float_graph, quantize_graph
 
 MIN_QDQ_OPSET = 13          # DequantizeLinear with a per-channel axis
 ONNX_INT_TYPES = {"i8": "INT8", "i16": "INT16", "i32": "INT32"}
@@ -122,3 +123,120 @@ def export_qdense(exp, node):
 
 QUANTIZED_EXPORTERS = {"quantize": export_quantize, "dequantize": export_dequantize,
                        "qdense": export_qdense}
+
+
+# ================================================================ import
+
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+PROBE_ROWS = 64
+
+
+def from_onnx(model):
+    """``dlc.onnx.from_onnx``; a QDQ-quantized model (onnxruntime's quantize_static with
+    QuantFormat.QDQ) becomes a QuantizedModel with the file's own int8 weights, scales and
+    zero points.  Its float part (the graph with each activation's QuantizeLinear /
+    DequantizeLinear pair removed, weights dequantized) must be importable by
+    dlc.onnx.from_onnx; uint8 activations become int8 with the zero point moved by 128
+    (the same real values)."""
+    model = float_onnx.load_model(model)
+    if not any(node.op_type in QDQ for node in model.graph.node):
+        return float_onnx.from_onnx(model)
+    stripped, qparams = strip_activation_qdq(model)
+    net = float_onnx.from_onnx(stripped)
+    graph = float_graph(net)
+    ranges = match_values(graph, stripped, qparams, net.n_inputs)
+    per_channel = any(np.asarray(float_onnx._onnx().numpy_helper.to_array(init)).size > 1
+                      for init in model.graph.initializer if init.name.endswith("W_scale"))
+    options = dict(weights="int8", activations="int8", per_channel=per_channel,
+                   calibration="onnx", output="float", calibration_rows=0)
+    return quantize_graph(graph, ranges, options)
+
+
+def strip_activation_qdq(model):
+    """(model without the QuantizeLinear -> DequantizeLinear pairs on computed values,
+    {tensor name: (scale, zero point as int8)}); constant DequantizeLinear nodes (the
+    weights) stay, for the importer to evaluate."""
+    onnx = float_onnx._onnx()
+    consts = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    nodes = list(model.graph.node)
+    readers = {}
+    for node in nodes:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    renames, qparams, dropped = {}, {}, set()
+    for node in nodes:
+        if node.op_type != "QuantizeLinear" or node.input[0] in consts:
+            continue
+        pair = readers.get(node.output[0], [])
+        if len(pair) != 1 or pair[0].op_type != "DequantizeLinear":
+            raise ValueError(f"model: QuantizeLinear {node.name!r} is not followed by one "
+                             f"DequantizeLinear (only the QDQ format imports)")
+        scale = float(consts[node.input[1]])
+        zero = consts[node.input[2]] if len(node.input) > 2 else np.zeros((), np.uint8)
+        qparams[node.input[0]] = (scale, int(zero) - (128 if zero.dtype == np.uint8 else 0))
+        renames[pair[0].output[0]] = node.input[0]
+        dropped |= {id(node), id(pair[0])}
+    kept = []
+    for node in nodes:
+        if id(node) in dropped:
+            continue
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.input[:] = [renames.get(name, name) for name in node.input]
+        kept.append(copy)
+    graph = onnx.helper.make_graph(kept, model.graph.name, model.graph.input,
+                                   [output_renamed(o, renames) for o in model.graph.output],
+                                   model.graph.initializer)
+    stripped = onnx.helper.make_model(graph, opset_imports=model.opset_import,
+                                      ir_version=model.ir_version)
+    return stripped, qparams
+
+
+def output_renamed(value_info, renames):
+    onnx = float_onnx._onnx()
+    copy = onnx.ValueInfoProto()
+    copy.CopyFrom(value_info)
+    copy.name = renames.get(value_info.name, value_info.name)
+    return copy
+
+
+REFERENCE_OPSET = 19        # onnx.reference implements DequantizeLinear from opset 19
+
+
+def evaluable(model):
+    """``model`` with an opset onnx.reference can run (its ops here, Gemm, MatMul, the
+    activations and DequantizeLinear of int8, mean the same from opset 13 to 19)."""
+    onnx = float_onnx._onnx()
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for opset in copy.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, REFERENCE_OPSET)
+    return copy
+
+
+def match_values(graph, stripped, qparams: dict, n_inputs: int) -> dict:
+    """dlc value ref -> (scale, zero point) of the ONNX tensor computing the same values on
+    probe rows (names do not survive the import; values do)."""
+    from onnx.reference import ReferenceEvaluator
+    X = np.random.default_rng(0).normal(size=(PROBE_ROWS, n_inputs)).astype(np.float32)
+    x_name = next(v.name for v in stripped.graph.input
+                  if v.name not in {i.name for i in stripped.graph.initializer})
+    names = [name for name in qparams if name != x_name]
+    outputs = ReferenceEvaluator(evaluable(stripped)).run(names, {x_name: X}) if names else []
+    onnx_values = dict(zip(names, outputs), **{x_name: X})
+    dlc_values = capture(graph, X)
+    ranges = {}
+    for name, value in onnx_values.items():
+        value = np.asarray(value).reshape(PROBE_ROWS, -1)
+        ref = next((r for r, v in dlc_values.items() if v.shape == value.shape
+                    and np.allclose(v, value, rtol=1e-4, atol=1e-5)), None)
+        if ref is not None and ref not in ranges:
+            ranges[ref] = qparams[name]
+    needed = {n.inputs[0] for n in graph.nodes if n.op == "dense"} | {
+        n.out for n in graph.nodes if n.op == "dense"}
+    missing = sorted(needed - set(ranges))
+    if missing:
+        raise ValueError(f"model: no QuantizeLinear gives the scale of the dlc values "
+                         f"{missing} (the input and output of every quantized MatMul/Gemm)")
+    return ranges

@@ -45,11 +45,19 @@ def quantize(net, calibration_X, weights: str = "int8", activations: str = "int8
     dtype = ACTIVATION_DTYPES[activations]
     ranges = {ref: activation_params(*calibrated_range(v, calibration, dtype), dtype)
               for ref, v in values.items()}
-    clip_inputs = values if calibration == "mse" else None
-    converter = Converter(graph, ranges, dtype, per_channel, clip_inputs)
-    qgraph, readback = converter.run(output)
     options = dict(weights=weights, activations=activations, per_channel=per_channel,
                    calibration=calibration, output=output, calibration_rows=len(X))
+    return quantize_graph(graph, ranges, options, values if calibration == "mse" else None)
+
+
+def quantize_graph(graph: Graph, ranges: dict, options: dict,
+                   clip_inputs: dict = None) -> QuantizedModel:
+    """The QuantizedModel of the float graph ``graph`` (as float_graph makes it) with the
+    activation ranges ``ranges`` (ref -> (scale, zero point)) and ``options`` (those of
+    quantize); ``clip_inputs`` (ref -> calibration values) clips weights by MSE."""
+    converter = Converter(graph, ranges, ACTIVATION_DTYPES[options["activations"]],
+                          options["per_channel"], clip_inputs)
+    qgraph, readback = converter.run(options["output"])
     return QuantizedModel(verify(qgraph), graph, readback, options, converter.weight_scales)
 
 

@@ -128,3 +128,18 @@ def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
     return raw[start:start + n * dtype.itemsize].view(dtype)
 
 
+
+
+def pack_int8_pairs(W: np.ndarray) -> np.ndarray:
+    """A quantized dense layer's (K, N) int8 weights as runtime/quant.h reads them: panels
+    of 8 output channels, in each, for each pair of inputs (k, k + 1), the 8 channels' two
+    weights side by side; K rounded up to even and N to a multiple of 8 with zeros."""
+    K, N = W.shape
+    padded = np.zeros((-(-K // 2) * 2, -(-N // 8) * 8), W.dtype)
+    padded[:K, :N] = W
+    pairs, panels = padded.shape[0] // 2, padded.shape[1] // 8
+    return padded.reshape(pairs, 2, panels, 8).transpose(2, 0, 3, 1).reshape(-1)
+
+
+# How a kernel may read a parameter (ops.Kernel.packed names one of these).
+PACKINGS = {"int8_pairs": pack_int8_pairs}

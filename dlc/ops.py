@@ -32,8 +32,8 @@ class Kernel:
     in_place: bool = False      # may write its result over its first operand
     activation: str = None      # the C name of the activation it applies or differentiates
     fuses_into_dense: bool = False    # a dense layer can apply it in its epilogue
-    transposed: tuple = ()      # parameter operands the kernel reads as their transpose,
-                                # packed row-major (a quantized dense's weights, (N, K))
+    packed: tuple = ()          # (operand, packing): parameters the kernel reads packed,
+                                # by a packing of dlc/layout.py's PACKINGS
 
 
 @dataclass(frozen=True)
@@ -782,4 +782,4 @@ define("dequantize", ("x",), dequantize_shape, dequantize, integer=True,
        examples=quantized_examples("dequantize"))
 define("qdense", ("x", "W", "b", "multiplier", "shift"), qdense_shape, qdense, integer=True,
        attrs={"x_zero": REQUIRED, "y_zero": REQUIRED, "lo": REQUIRED, "hi": REQUIRED},
-       kernel=Kernel("qdense", transposed=("W",)), examples=quantized_examples("qdense"))
+       kernel=Kernel("qdense", packed=(("W", "int8_pairs"),)), examples=quantized_examples("qdense"))

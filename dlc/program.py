@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 from .ir import DTYPES, Graph, Node, TensorType, format_node
-from .layout import (GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size,
+from .layout import (PACKINGS, GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size,
                      param_layout)
 from .ops import OPS
 from .passes.plan_memory import MemoryPlan, buffer_elements, plan_memory
@@ -96,11 +96,11 @@ CONSTANTS_PER_LINE = 16
 @dataclass(frozen=True)
 class Constant:
     """An integer parameter baked into the source as a static array named like its
-    buffer (region Q), in the order its kernel reads it (``transposed``: row-major
-    (N, K) for a (K, N) matrix)."""
+    buffer (region Q), in the order its kernel reads it (``packing``, one of
+    layout.PACKINGS, or "" for row-major)."""
     buffer: Buffer
     values: np.ndarray
-    transposed: bool = False
+    packing: str = ""
 
     @property
     def ctype(self) -> str:
@@ -124,7 +124,7 @@ class Constant:
 
     def __eq__(self, other):
         return (isinstance(other, Constant) and self.buffer == other.buffer
-                and self.transposed == other.transposed
+                and self.packing == other.packing
                 and np.array_equal(self.values, other.values))
 
 
@@ -331,18 +331,23 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
         tile_rows=tile_rows, constants=integer_constants(graph, arg))
 
 
-def transposed_operands(graph: Graph) -> set:
-    """Parameters some kernel reads as their transpose (Kernel.transposed)."""
-    return {ref for node in graph.nodes
-            for name, ref in zip(OPS[node.op].inputs, node.inputs)
-            if name in OPS[node.op].kernel.transposed and ref in graph.params}
+def param_packings(graph: Graph) -> dict:
+    """Parameter ref -> the packing its kernel reads it in (Kernel.packed)."""
+    packings = {}
+    for node in graph.nodes:
+        packed = dict(OPS[node.op].kernel.packed)
+        for name, ref in zip(OPS[node.op].inputs, node.inputs):
+            if name in packed and ref in graph.params:
+                if packings.setdefault(ref, packed[name]) != packed[name]:
+                    raise ValueError(f"parameter {ref} is read in two packings")
+    return packings
 
 
 def integer_constants(graph: Graph, arg) -> tuple:
     """The integer parameters of ``graph`` as the static arrays of region Q."""
-    transposed = transposed_operands(graph)
-    return tuple(Constant(arg(ref), param.value.T if ref in transposed else param.value,
-                          ref in transposed)
+    packings = param_packings(graph)
+    return tuple(Constant(arg(ref), PACKINGS[packings[ref]](param.value) if ref in packings
+                          else param.value, packings.get(ref, ""))
                  for ref, param in graph.params.items() if param.type.is_integer)
 
 

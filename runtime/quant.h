@@ -16,22 +16,22 @@
 
 #if DLC_DOUBLE
 #define dlc_rint rint
-#define dlc_fmin fmin
-#define dlc_fmax fmax
 #else
 #define dlc_rint rintf
-#define dlc_fmin fminf
-#define dlc_fmax fmaxf
 #endif
 
 /* clamp(rint(x * inv_scale), lo - zero, hi - zero) + zero for the range [lo, hi] of the
  * integer type: rint rounds half to even (the default rounding mode, as ONNX's
- * QuantizeLinear), and clamping the rounded float first keeps every integer in range. */
+ * QuantizeLinear), and clamping the rounded float first keeps every integer in range.
+ * The clamp compares (fmin and fmax are library calls unless -ffast-math): x * inv_scale
+ * is never NaN, as dlc_predict refuses non-finite inputs and every op keeps finite values
+ * finite. */
 static inline int32_t dlc_quantize1(dlc_real x, dlc_real inv_scale, int32_t zero, int32_t lo,
                                     int32_t hi)
 {
     const dlc_real t = dlc_rint(x * inv_scale);
-    return (int32_t)dlc_fmin(dlc_fmax(t, (dlc_real)(lo - zero)), (dlc_real)(hi - zero)) + zero;
+    const dlc_real low = (dlc_real)(lo - zero), high = (dlc_real)(hi - zero);
+    return (int32_t)(t < low ? low : t > high ? high : t) + zero;
 }
 
 /* x (n values) quantized to int8. */
@@ -90,65 +90,171 @@ static inline int32_t dlc_qdense_out(int64_t acc, int32_t multiplier, int32_t sh
     return (int32_t)(v < lo ? lo : v > hi ? hi : v);
 }
 
-/* The int8 dense layer, y (rows, N) from x (rows, K) and the weights transposed, Wt
- * (N, K), each output channel's K weights contiguous:
- *   y = clamp(requantize(sum_k (x - x_zero) Wt[n] + b[n]) + y_zero, lo, hi).
- * x - x_zero lies in [-255, 255] and a weight in [-127, 127], so each product fits int16
- * and a sum of pairs int32: the inner loop vectorises to multiply-add instructions
- * (pmaddwd on x86, vpdpwssd with AVX-512 VNNI, smlal on ARM).  Four channels share each
- * load of x.  The int32 sum cannot overflow for K <= 32768 (dlc/ops.py refuses more). */
-static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x, int32_t x_zero,
-                                 const int8_t *Wt, const int32_t *b, const int32_t *multiplier,
-                                 const int32_t *shift, int32_t y_zero, int32_t lo, int32_t hi,
-                                 int8_t *y)
+/* The packed weights of a quantized dense layer (dlc/layout.py, pack_int8_pairs): panels of
+ * 8 output channels; in a panel, for each pair of inputs (k, k + 1), the 8 channels' two
+ * weights side by side, 16 bytes; K rounded up to even and N to a multiple of 8 with
+ * zeros.  The index of W[k][n] for pairs = K rounded up / 2: */
+static inline size_t dlc_qpacked_index(size_t pairs, size_t k, size_t n)
 {
-    for (size_t r = 0; r < rows; r++) {
-        const int8_t *xr = x + r * K;
-        int8_t *yr = y + r * N;
-        size_t n = 0;
-        for (; n + 4 <= N; n += 4) {
-            const int8_t *w0 = Wt + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            for (size_t k = 0; k < K; k++) {
-                const int16_t d = (int16_t)(xr[k] - x_zero);
-                a0 += d * (int16_t)w0[k];
-                a1 += d * (int16_t)w1[k];
-                a2 += d * (int16_t)w2[k];
-                a3 += d * (int16_t)w3[k];
-            }
-            const int32_t acc[4] = {a0, a1, a2, a3};
-            for (size_t j = 0; j < 4; j++) {
-                yr[n + j] = (int8_t)dlc_qdense_out((int64_t)acc[j] + b[n + j],
-                                                   multiplier[n + j], shift[n + j], y_zero,
-                                                   lo, hi);
-            }
-        }
-        for (; n < N; n++) {
-            const int8_t *w = Wt + n * K;
+    return ((n / 8) * pairs + k / 2) * 16 + (n % 8) * 2 + k % 2;
+}
+
+/* (x[k] - x_zero, x[k + 1] - x_zero) as two int16 in one 32-bit word, low first, the
+ * second 0 past the row's K values: the operand a multiply-add pairs with two weights. */
+static inline int32_t dlc_qpair(const int8_t *x, size_t k, size_t K, int32_t x_zero)
+{
+    const uint32_t lo = (uint16_t)(int16_t)(x[k] - x_zero);
+    const uint32_t hi = k + 1 < K ? (uint16_t)(int16_t)(x[k + 1] - x_zero) : 0u;
+    return (int32_t)(lo | hi << 16);
+}
+
+#ifdef __AVX2__
+#include <immintrin.h>
+
+/* Rows r0..r0+3 (rows past the batch repeat the last) by channels n0..n0+15: for each pair
+ * of inputs, the pair of each row broadcast, times 16 channels' weight pairs widened to
+ * int16, summed in int32 by vpmaddwd (exact: each product fits int16 x int16, each pair
+ * sum int32).  acc receives the 4 x 16 sums. */
+static inline void dlc_qdense_tile_avx2(const int8_t *const xs[4], size_t K, int32_t x_zero,
+                                        const int8_t *panel0, const int8_t *panel1,
+                                        int32_t acc[4][16])
+{
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00;
+    __m256i a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (size_t k = 0, j = 0; k < K; k += 2, j++) {
+        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)));
+        const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)));
+        __m256i x = _mm256_set1_epi32(dlc_qpair(xs[0], k, K, x_zero));
+        a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x, w0));
+        a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x, w1));
+        x = _mm256_set1_epi32(dlc_qpair(xs[1], k, K, x_zero));
+        a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x, w0));
+        a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(x, w1));
+        x = _mm256_set1_epi32(dlc_qpair(xs[2], k, K, x_zero));
+        a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(x, w0));
+        a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(x, w1));
+        x = _mm256_set1_epi32(dlc_qpair(xs[3], k, K, x_zero));
+        a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(x, w0));
+        a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(x, w1));
+    }
+    _mm256_storeu_si256((__m256i *)(void *)acc[0], a00);
+    _mm256_storeu_si256((__m256i *)(void *)(acc[0] + 8), a01);
+    _mm256_storeu_si256((__m256i *)(void *)acc[1], a10);
+    _mm256_storeu_si256((__m256i *)(void *)(acc[1] + 8), a11);
+    _mm256_storeu_si256((__m256i *)(void *)acc[2], a20);
+    _mm256_storeu_si256((__m256i *)(void *)(acc[2] + 8), a21);
+    _mm256_storeu_si256((__m256i *)(void *)acc[3], a30);
+    _mm256_storeu_si256((__m256i *)(void *)(acc[3] + 8), a31);
+}
+
+/* One row by 16 channels (a batch's last rows, and batch 1): two pairs of inputs a step,
+ * into separate sums, so that the multiply-adds do not wait on one another. */
+static inline void dlc_qdense_row_avx2(const int8_t *x, size_t K, int32_t x_zero,
+                                       const int8_t *panel0, const int8_t *panel1,
+                                       int32_t acc[16])
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, b0 = a0, b1 = a0;
+    size_t k = 0, j = 0;
+    for (; k + 2 < K; k += 4, j += 2) {
+        const __m256i x0 = _mm256_set1_epi32(dlc_qpair(x, k, K, x_zero));
+        const __m256i x1 = _mm256_set1_epi32(dlc_qpair(x, k + 2, K, x_zero));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
+            _mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)))));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
+            _mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)))));
+        b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(x1, _mm256_cvtepi8_epi16(
+            _mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j + 16)))));
+        b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(x1, _mm256_cvtepi8_epi16(
+            _mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j + 16)))));
+    }
+    for (; k < K; k += 2, j++) {
+        const __m256i x0 = _mm256_set1_epi32(dlc_qpair(x, k, K, x_zero));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
+            _mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)))));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
+            _mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)))));
+    }
+    _mm256_storeu_si256((__m256i *)(void *)acc, _mm256_add_epi32(a0, b0));
+    _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_add_epi32(a1, b1));
+}
+#endif
+
+/* The sums of rows r0..r0+3 (rows past the batch repeat the last) by channels n0..n0+15,
+ * from the packed weights P: the AVX2 tile where the compiler targets it, else the same
+ * integers in plain C (an exact sum in any order). */
+static inline void dlc_qdense_tile(const int8_t *x, size_t rows, size_t r0, size_t K,
+                                   int32_t x_zero, const int8_t *P, size_t N, size_t n0,
+                                   int32_t acc[4][16])
+{
+    const size_t pairs = (K + 1) / 2, padded_n = (N + 7) / 8 * 8;
+    const int8_t *xs[4];
+    for (size_t i = 0; i < 4; i++) {
+        xs[i] = x + (r0 + i < rows ? r0 + i : rows - 1) * K;
+    }
+#ifdef __AVX2__
+    const int8_t *panel0 = P + (n0 / 8) * pairs * 16;
+    const int8_t *panel1 = n0 + 8 < padded_n ? panel0 + pairs * 16 : panel0;
+    if (rows - r0 >= 4) {
+        dlc_qdense_tile_avx2(xs, K, x_zero, panel0, panel1, acc);
+        return;
+    }
+    for (size_t i = 0; i < rows - r0; i++) {
+        dlc_qdense_row_avx2(xs[i], K, x_zero, panel0, panel1, acc[i]);
+    }
+#else
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t c = 0; c < 16; c++) {
+            const size_t n = n0 + c < padded_n ? n0 + c : n0;
             int32_t a = 0;
             for (size_t k = 0; k < K; k++) {
-                a += (int16_t)(xr[k] - x_zero) * (int16_t)w[k];
+                a += (int16_t)(xs[i][k] - x_zero) * (int16_t)P[dlc_qpacked_index(pairs, k, n)];
             }
-            yr[n] = (int8_t)dlc_qdense_out((int64_t)a + b[n], multiplier[n], shift[n], y_zero,
-                                           lo, hi);
+            acc[i][c] = a;
+        }
+    }
+#endif
+}
+
+/* The int8 dense layer, y (rows, N) from x (rows, K) and the packed weights P:
+ *   y = clamp(requantize(sum_k (x - x_zero) W[k][n] + b[n]) + y_zero, lo, hi)
+ * by tiles of 4 rows and 16 channels.  x - x_zero lies in [-255, 255] and a weight in
+ * [-127, 127], so each product fits int16 and a pair's sum int32; the int32 sum cannot
+ * overflow for K <= 32768 (dlc/ops.py refuses more). */
+static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x,
+                                 int32_t x_zero, const int8_t *P, const int32_t *b,
+                                 const int32_t *multiplier, const int32_t *shift,
+                                 int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
+{
+    int32_t acc[4][16];
+    for (size_t n0 = 0; n0 < N; n0 += 16) {
+        const size_t width = N - n0 < 16 ? N - n0 : 16;
+        for (size_t r0 = 0; r0 < rows; r0 += 4) {
+            dlc_qdense_tile(x, rows, r0, K, x_zero, P, N, n0, acc);
+            for (size_t i = 0; i < 4 && r0 + i < rows; i++) {
+                for (size_t c = 0; c < width; c++) {
+                    const size_t n = n0 + c;
+                    y[(r0 + i) * N + n] = (int8_t)dlc_qdense_out(
+                        (int64_t)acc[i][c] + b[n], multiplier[n], shift[n], y_zero, lo, hi);
+                }
+            }
         }
     }
 }
 
-/* The dense layer on int16 activations (int8 weights): as dlc_qdense_i8, with the
+/* The dense layer on int16 activations (int8 weights, packed as for dlc_qdense_i8): the
  * products (up to 65535 x 127) summed in int64. */
-static inline void dlc_qdense_i16(size_t rows, size_t K, size_t N, const int16_t *x, int32_t x_zero,
-                                  const int8_t *Wt, const int32_t *b, const int32_t *multiplier,
-                                  const int32_t *shift, int32_t y_zero, int32_t lo, int32_t hi,
-                                  int16_t *y)
+static inline void dlc_qdense_i16(size_t rows, size_t K, size_t N, const int16_t *x,
+                                  int32_t x_zero, const int8_t *P, const int32_t *b,
+                                  const int32_t *multiplier, const int32_t *shift,
+                                  int32_t y_zero, int32_t lo, int32_t hi, int16_t *y)
 {
+    const size_t pairs = (K + 1) / 2;
     for (size_t r = 0; r < rows; r++) {
         const int16_t *xr = x + r * K;
         for (size_t n = 0; n < N; n++) {
-            const int8_t *w = Wt + n * K;
             int64_t a = b[n];
             for (size_t k = 0; k < K; k++) {
-                a += (int64_t)((int32_t)xr[k] - x_zero) * w[k];
+                a += (int64_t)((int32_t)xr[k] - x_zero) * P[dlc_qpacked_index(pairs, k, n)];
             }
             y[r * N + n] = (int16_t)dlc_qdense_out(a, multiplier[n], shift[n], y_zero, lo, hi);
         }

@@ -55,14 +55,17 @@ def test_c_equals_interpreter_bit_for_bit(op, dtype, batch):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("K,N", [(1, 1), (3, 5), (64, 64), (100, 33), (300, 10)])
-def test_qdense_shapes_and_fused_relu(K, N):
+# "native" takes the AVX2 tile on this machine, "portable" the plain C one.
+@pytest.mark.parametrize("flags", ["native", "portable", ("-O3", "-mavx2", "-ffast-math")])
+@pytest.mark.parametrize("K,N", [(1, 1), (3, 5), (64, 64), (100, 33), (301, 17)])
+def test_qdense_shapes_and_fused_relu(K, N, flags):
     rng = np.random.default_rng(K * N)
     graph = float_sandwich("qdense", "i8", rng, K, N, fused=(4, 127))
-    X = inputs(rng, 65, K) if K >= 3 else rng.normal(size=(65, K)).astype(np.float32)
-    (expected,), _ = interpreter.run(graph, {"%x": X})
-    np.testing.assert_array_equal(compile_graph(graph).predict(X), expected)
-    assert expected.min() >= 4
+    for rows in (1, 6, 65):
+        X = inputs(rng, rows, K) if K >= 3 else rng.normal(size=(rows, K)).astype(np.float32)
+        (expected,), _ = interpreter.run(graph, {"%x": X})
+        np.testing.assert_array_equal(compile_graph(graph, flags=flags).predict(X), expected)
+        assert expected.min() >= 4
 
 
 def test_quantize_rounds_half_to_even_and_saturates():

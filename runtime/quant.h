@@ -121,7 +121,35 @@ static inline void dlc_qdense_tile_avx2(const int8_t *const xs[4], size_t K, int
 {
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00;
     __m256i a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-    for (size_t k = 0, j = 0; k < K; k += 2, j++) {
+    const __m256i zero = _mm256_set1_epi16((int16_t)x_zero);
+    size_t k = 0, j = 0;
+    /* 16 inputs at a time: each row's x - x_zero widened to int16 in one register, whose
+     * 8 pairs are broadcast in turn by a lane permutation */
+    for (; k + 16 <= K; k += 16, j += 8) {
+        __m256i d[4];
+        for (size_t i = 0; i < 4; i++) {
+            d[i] = _mm256_sub_epi16(_mm256_cvtepi8_epi16(
+                _mm_loadu_si128((const __m128i *)(const void *)(xs[i] + k))), zero);
+        }
+        for (int p = 0; p < 8; p++) {
+            const __m256i lane = _mm256_set1_epi32(p);
+            const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * (j + p))));
+            const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * (j + p))));
+            __m256i x = _mm256_permutevar8x32_epi32(d[0], lane);
+            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x, w0));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x, w1));
+            x = _mm256_permutevar8x32_epi32(d[1], lane);
+            a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x, w0));
+            a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(x, w1));
+            x = _mm256_permutevar8x32_epi32(d[2], lane);
+            a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(x, w0));
+            a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(x, w1));
+            x = _mm256_permutevar8x32_epi32(d[3], lane);
+            a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(x, w0));
+            a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(x, w1));
+        }
+    }
+    for (; k < K; k += 2, j++) {
         const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)));
         const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)));
         __m256i x = _mm256_set1_epi32(dlc_qpair(xs[0], k, K, x_zero));

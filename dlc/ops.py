@@ -782,4 +782,5 @@ define("dequantize", ("x",), dequantize_shape, dequantize, integer=True,
        examples=quantized_examples("dequantize"))
 define("qdense", ("x", "W", "b", "multiplier", "shift"), qdense_shape, qdense, integer=True,
        attrs={"x_zero": REQUIRED, "y_zero": REQUIRED, "lo": REQUIRED, "hi": REQUIRED},
-       kernel=Kernel("qdense", packed=(("W", "int8_pairs"),)), examples=quantized_examples("qdense"))
+       kernel=Kernel("qdense", packed=(("W", "int8_pairs"),)),
+       examples=quantized_examples("qdense"))

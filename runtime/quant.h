@@ -99,6 +99,9 @@ static inline size_t dlc_qpacked_index(size_t pairs, size_t k, size_t n)
     return ((n / 8) * pairs + k / 2) * 16 + (n % 8) * 2 + k % 2;
 }
 
+#ifdef __AVX2__
+#include <immintrin.h>
+
 /* (x[k] - x_zero, x[k + 1] - x_zero) as two int16 in one 32-bit word, low first, the
  * second 0 past the row's K values: the operand a multiply-add pairs with two weights. */
 static inline int32_t dlc_qpair(const int8_t *x, size_t k, size_t K, int32_t x_zero)
@@ -108,8 +111,11 @@ static inline int32_t dlc_qpair(const int8_t *x, size_t k, size_t K, int32_t x_z
     return (int32_t)(lo | hi << 16);
 }
 
-#ifdef __AVX2__
-#include <immintrin.h>
+/* The 16 weights of pair j of a panel (8 channels x 2 inputs), widened to int16. */
+static inline __m256i dlc_qweights(const int8_t *panel, size_t j)
+{
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel + 16 * j)));
+}
 
 /* Rows r0..r0+3 (rows past the batch repeat the last) by channels n0..n0+15: for each pair
  * of inputs, the pair of each row broadcast, times 16 channels' weight pairs widened to
@@ -133,8 +139,8 @@ static inline void dlc_qdense_tile_avx2(const int8_t *const xs[4], size_t K, int
         }
         for (int p = 0; p < 8; p++) {
             const __m256i lane = _mm256_set1_epi32(p);
-            const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * (j + p))));
-            const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * (j + p))));
+            const __m256i w0 = dlc_qweights(panel0, j + (size_t)p);
+            const __m256i w1 = dlc_qweights(panel1, j + (size_t)p);
             __m256i x = _mm256_permutevar8x32_epi32(d[0], lane);
             a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x, w0));
             a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x, w1));
@@ -150,8 +156,8 @@ static inline void dlc_qdense_tile_avx2(const int8_t *const xs[4], size_t K, int
         }
     }
     for (; k < K; k += 2, j++) {
-        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)));
-        const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)));
+        const __m256i w0 = dlc_qweights(panel0, j);
+        const __m256i w1 = dlc_qweights(panel1, j);
         __m256i x = _mm256_set1_epi32(dlc_qpair(xs[0], k, K, x_zero));
         a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x, w0));
         a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x, w1));
@@ -186,21 +192,15 @@ static inline void dlc_qdense_row_avx2(const int8_t *x, size_t K, int32_t x_zero
     for (; k + 2 < K; k += 4, j += 2) {
         const __m256i x0 = _mm256_set1_epi32(dlc_qpair(x, k, K, x_zero));
         const __m256i x1 = _mm256_set1_epi32(dlc_qpair(x, k + 2, K, x_zero));
-        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
-            _mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)))));
-        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
-            _mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)))));
-        b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(x1, _mm256_cvtepi8_epi16(
-            _mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j + 16)))));
-        b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(x1, _mm256_cvtepi8_epi16(
-            _mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j + 16)))));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, dlc_qweights(panel0, j)));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x0, dlc_qweights(panel1, j)));
+        b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(x1, dlc_qweights(panel0, j + 1)));
+        b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(x1, dlc_qweights(panel1, j + 1)));
     }
     for (; k < K; k += 2, j++) {
         const __m256i x0 = _mm256_set1_epi32(dlc_qpair(x, k, K, x_zero));
-        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
-            _mm_loadu_si128((const __m128i *)(const void *)(panel0 + 16 * j)))));
-        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x0, _mm256_cvtepi8_epi16(
-            _mm_loadu_si128((const __m128i *)(const void *)(panel1 + 16 * j)))));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, dlc_qweights(panel0, j)));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x0, dlc_qweights(panel1, j)));
     }
     _mm256_storeu_si256((__m256i *)(void *)acc, _mm256_add_epi32(a0, b0));
     _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_add_epi32(a1, b1));
@@ -220,8 +220,8 @@ static inline void dlc_qdense_tile(const int8_t *x, size_t rows, size_t r0, size
         xs[i] = x + (r0 + i < rows ? r0 + i : rows - 1) * K;
     }
 #ifdef __AVX2__
-    const int8_t *panel0 = P + (n0 / 8) * pairs * 16;
-    const int8_t *panel1 = n0 + 8 < padded_n ? panel0 + pairs * 16 : panel0;
+    const int8_t *panel0 = P + dlc_qpacked_index(pairs, 0, n0);
+    const int8_t *panel1 = n0 + 8 < padded_n ? P + dlc_qpacked_index(pairs, 0, n0 + 8) : panel0;
     if (rows - r0 >= 4) {
         dlc_qdense_tile_avx2(xs, K, x_zero, panel0, panel1, acc);
         return;

@@ -10,6 +10,7 @@ import dlc
 from dlc.quant import QuantizedModel
 from dlc.quant.convert import capture
 from dlc.quant.scales import output_mse_scales, quantize_weights, weight_scales
+from test_export import SANITIZE, SANITIZER_ENV, STRICT, predict_with_driver
 
 CALIBRATION_ROWS = 500
 
@@ -199,3 +200,22 @@ def test_bad_model_and_rows_are_named():
     assert isinstance(qnet, QuantizedModel)
     with pytest.raises(ValueError, match="inference only"):
         dlc.compile(qnet, mode="train")
+    with pytest.raises(ValueError, match="compiled into its C"):
+        dlc.compile(qnet).load_weights(qnet.graph)
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("activations", ["int8", "int16"])
+def test_exported_quantized_c_equals_interpreter(activations, cc, tmp_path):
+    """The standalone export, built strict and under the sanitizers (portable flags: the
+    plain C tile; natively: the AVX2 one), gives the interpreter's integers exactly."""
+    rng = np.random.default_rng(5)
+    net = relu_net(19, [45, 20], 6, seed=3)
+    qnet = dlc.quantize(net, rng.normal(size=(300, 19)), activations=activations)
+    exported = dlc.export_c(qnet, tmp_path / "out", name="model")   # the driver's name
+    X = (rng.normal(size=(70, 19)) * 2).astype(np.float32)
+    expected = qnet.predict(X)
+    for flags, env in ((STRICT, None), (STRICT + ["-march=native"], None),
+                       (SANITIZE, SANITIZER_ENV)):
+        for got in predict_with_driver(exported, X, tmp_path, flags, env, cc):
+            np.testing.assert_array_equal(got, expected)

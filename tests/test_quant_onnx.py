@@ -28,7 +28,8 @@ NETS = {
     "relu": lambda: [dlc.Input(12), dlc.Dense(40), dlc.ReLU(), dlc.Dense(16), dlc.ReLU(),
                      dlc.Dense(4)],
     "tanh": lambda: [dlc.Input(12), dlc.Dense(40), dlc.Tanh(), dlc.Dense(4)],
-    "normalized": lambda: [dlc.Input(12), dlc.Normalize(mean=np.arange(12.0), var=np.arange(1.0, 13.0)),
+    "normalized": lambda: [dlc.Input(12),
+                           dlc.Normalize(mean=np.arange(12.0), var=np.arange(1.0, 13.0)),
                            dlc.Dense(24), dlc.ReLU(), dlc.Dense(3), dlc.Softmax()],
 }
 

@@ -315,7 +315,7 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS) -> Program:
     calls = [node_call(node, graph, arg) for node in graph.nodes]
     if types[out_ref].is_integer:
         raise ValueError(f"a compiled model returns floats; the output {out_ref} is "
-                         f"{types[out_ref]} (dequantize it)")
+                         f"{types[out_ref]} (quantize with output='float' to compile it)")
     if out_ref not in plan.offsets and out_ref not in {n.out for n in graph.nodes}:
         calls.append(Call("copy", "copy", "output", "copy to output",
                           {"x": arg(out_ref), "y": Buffer("y", out_ref, out_type, "y",

@@ -16,7 +16,9 @@ from .plots import plot_history  # noqa: E402
 from .optim import (SGD, Adam, ExponentialDecay, InverseTimeDecay, Momentum,  # noqa: E402
                     RMSProp, SqrtDecay, StepDecay)
 
-from .onnx import from_onnx, to_onnx  # noqa: E402  (onnx itself is imported on use)
+from .quant import QuantizedModel, quantize  # noqa: E402  (dlc.quantize.compare too)
+# dlc.onnx's from_onnx and to_onnx, with QDQ ONNX for quantized models (onnx loads on use)
+from .onnx_quant import from_onnx, to_onnx  # noqa: E402
 
 __all__ = ["Add", "BatchNorm", "Concatenate", "LogSoftmax", "Dense", "Dropout", "ELU", "Input",
            "LeakyReLU", "Model", "Normalize",
@@ -25,7 +27,8 @@ __all__ = ["Add", "BatchNorm", "Concatenate", "LogSoftmax", "Dense", "Dropout", 
            "export_c", "inspect",
            "callbacks", "data", "EarlyStopping", "load", "save", "diagnose", "plot_history",
            "SGD", "Momentum", "RMSProp", "Adam", "InverseTimeDecay", "ExponentialDecay",
-           "SqrtDecay", "StepDecay", "from_onnx", "to_onnx", "from_sklearn"]
+           "SqrtDecay", "StepDecay", "from_onnx", "to_onnx", "from_sklearn", "quantize",
+           "QuantizedModel"]
 
 
 def __getattr__(name):

@@ -13,12 +13,20 @@ from .ir import Graph
 from .library import compile_graph
 from .lower import lower
 from .passes import INFERENCE_PIPELINE, run_pipeline
+from .quant import QuantizedModel
 from .train import compile_trainer
 
 
 def _check_model(net) -> None:
-    if not isinstance(net, Model):
+    if not isinstance(net, (Model, QuantizedModel)):
         raise TypeError(f"expected a dlc.Model or dlc.Sequential, got {type(net).__name__}")
+
+
+def source_graph(net) -> Graph:
+    """The IR of ``net`` before the inference passes: a DSL model lowered, or the graph of
+    a QuantizedModel (which the passes leave as it is: they ran before quantization)."""
+    _check_model(net)
+    return net.graph if isinstance(net, QuantizedModel) else lower(net)
 
 
 class Reference:
@@ -36,8 +44,7 @@ class Reference:
 
 
 def reference(net: Model) -> Reference:
-    _check_model(net)
-    return Reference(lower(net))
+    return Reference(source_graph(net))
 
 
 def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS,
@@ -47,10 +54,13 @@ def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS
     _check_model(net)
     threads = check_threads(threads)
     if isinstance(mode, str) and mode == "train":
+        if isinstance(net, QuantizedModel):
+            raise ValueError("a quantized model compiles for inference only; train the float "
+                             "model, then quantize it")
         return compile_trainer(net, cc=cc, flags=flags, threads=threads, **train_options)
     if not isinstance(mode, str) or mode != "inference":
         raise ValueError(f"unknown mode {mode!r}; use 'inference' or 'train'")
     if train_options:
         raise TypeError(f"unexpected options for inference: {sorted(train_options)}")
-    return compile_graph(run_pipeline(lower(net), passes), cc=cc, flags=flags,
+    return compile_graph(run_pipeline(source_graph(net), passes), cc=cc, flags=flags,
                          tile_rows=tile_rows, threads=threads)

@@ -17,10 +17,9 @@ import numpy as np
 
 from .api import _check_model
 from .checks import check_int
-from .inspect import (EXPORT_FLAGS, CodeSize, Inspection, inspect_graph, measure_code_size,
+from .inspect import (EXPORT_FLAGS, CodeSize, Inspection, inspect_model, measure_code_size,
                       measure_footprint)
 from .layout import pack_params
-from .lower import lower
 from .passes import INFERENCE_PIPELINE
 from .targets.export import (TARGETS, WEIGHTS_MAGIC, WEIGHTS_VERSION, export_target,
                              generate_export, target_program)
@@ -107,7 +106,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")
-    inspection, graph = inspect_graph(lower(net), passes, tile_rows, machine)
+    inspection, graph = inspect_model(net, passes, tile_rows, machine)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / f"{name}.weights" if weights == "file" else None
@@ -133,7 +132,8 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         write_weights(weights_path, block)
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
                          program.n_inputs, program.n_outputs, program.workspace_bytes,
-                         program.params.size * block.itemsize, inspection, machine.name)
+                         program.params.size * block.itemsize + program.constant_bytes,
+                         inspection, machine.name)
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:

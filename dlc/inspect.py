@@ -13,13 +13,13 @@ from typing import Optional
 
 import numpy as np
 
-from .api import _check_model
+from .api import _check_model, source_graph
 from .build import BuildError, compiler_command, run_compiler
 from .checks import check_int
 from .ir import Graph
 from .layout import pack_params
-from .lower import lower
 from .passes import INFERENCE_PIPELINE, run_pipeline
+from .quant import QuantizedModel
 from .targets.embedded import ExportTarget
 from .targets.export import EXPORT, HOST, export_target, generate_export, target_program
 
@@ -121,9 +121,12 @@ def param_bytes(graph: Graph) -> int:
 
 
 def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = None,
-                  target: ExportTarget = HOST):
-    """(Inspection, the optimised graph) for an inference graph exported to ``target``."""
+                  target: ExportTarget = HOST, before: Graph = None):
+    """(Inspection, the optimised graph) for an inference graph exported to ``target``;
+    ``before``, when given, is what the report compares with (a quantized model's float
+    graph)."""
     optimised = run_pipeline(graph, passes)
+    graph = graph if before is None else before
     program = target_program(optimised, target, tile_rows)
     report = Inspection(
         before=str(graph), after=str(optimised),
@@ -135,6 +138,14 @@ def inspect_graph(graph: Graph, passes=INFERENCE_PIPELINE, tile_rows: int = None
         tile_rows=program.tile_rows, block_bytes=program.block_bytes,
         workspace_bytes=program.workspace_bytes, target=target.name)
     return report, optimised
+
+
+def inspect_model(net, passes=INFERENCE_PIPELINE, tile_rows: int = None,
+                  target: ExportTarget = HOST):
+    """(Inspection, the optimised graph) of a model; a quantized one is compared with its
+    float graph (after the inference passes), so the parameter bytes show the int8 saving."""
+    return inspect_graph(source_graph(net), passes, tile_rows, target,
+                         before=net.float_graph if isinstance(net, QuantizedModel) else None)
 
 
 def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = None, code_size: bool = False,
@@ -149,7 +160,7 @@ def inspect(net, passes=INFERENCE_PIPELINE, *, tile_rows: int = None, code_size:
     if tile_rows is not None:
         tile_rows = check_int(tile_rows, "tile_rows", low=1)
     footprint = machine.name != "host" if footprint is None else footprint
-    report, graph = inspect_graph(lower(net), passes, tile_rows, machine)
+    report, graph = inspect_model(net, passes, tile_rows, machine)
     if not (code_size or footprint):
         return report
     program = target_program(graph, machine, tile_rows)

@@ -70,10 +70,13 @@ class ParamLayout:
 
 def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
     """Offsets of the parameters in one block; the matrices in ``panels`` take the
-    room of their panel-packed form."""
+    room of their panel-packed form.  A quantized model's integer parameters are not in
+    it: they are static arrays of their own type (program.Constant)."""
     panels = panels or {}
     offsets, size = {}, 0
     for ref, param in graph.params.items():
+        if param.type.is_integer:
+            continue
         offsets[ref] = size
         size += aligned(panels_size(param.value.shape, panels[ref]) if ref in panels
                         else param.value.size)
@@ -112,6 +115,8 @@ def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
     """The parameter block of ``layout``, aligned to a cache line."""
     block = aligned_zeros(layout.size, dtype)
     for ref, param in graph.params.items():
+        if ref not in layout.offsets:       # an integer constant, baked into the source
+            continue
         start = layout.offsets[ref]
         value = (as_panels(param.value, layout.panels[ref]) if ref in layout.panels
                  else param.value.reshape(-1))
@@ -128,3 +133,18 @@ def aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
     return raw[start:start + n * dtype.itemsize].view(dtype)
 
 
+
+
+def pack_int8_pairs(W: np.ndarray) -> np.ndarray:
+    """A quantized dense layer's (K, N) int8 weights as runtime/quant.h reads them: panels
+    of 8 output channels, in each, for each pair of inputs (k, k + 1), the 8 channels' two
+    weights side by side; K rounded up to even and N to a multiple of 8 with zeros."""
+    K, N = W.shape
+    padded = np.zeros((-(-K // 2) * 2, -(-N // 8) * 8), W.dtype)
+    padded[:K, :N] = W
+    pairs, panels = padded.shape[0] // 2, padded.shape[1] // 8
+    return padded.reshape(pairs, 2, panels, 8).transpose(2, 0, 3, 1).reshape(-1)
+
+
+# How a kernel may read a parameter (ops.Kernel.packed names one of these).
+PACKINGS = {"int8_pairs": pack_int8_pairs}

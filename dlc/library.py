@@ -63,6 +63,9 @@ class CompiledModel:
         same C, other values (a trainer evaluating after every epoch need not build)."""
         if str(graph) != str(self.graph):
             raise ValueError("load_weights needs a graph with this model's IR; compile it")
+        if any(p.type.is_integer for p in graph.params.values()):
+            raise ValueError("a quantized model's integer weights are compiled into its C; "
+                             "compile the new graph")
         self.graph = graph
         self.params = pack_params(graph, self._layout, self.dtype)
         self.threads = self._threads        # the entry holds the parameters' address

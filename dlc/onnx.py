@@ -920,6 +920,7 @@ class Exporter:
         self.layers = {layer.name: layer for layer in net.layers}
         self.elem = {"f32": _onnx().TensorProto.FLOAT,
                      "f64": _onnx().TensorProto.DOUBLE}[graph.dtype]
+        self.exporters = EXPORTERS      # op -> its export rule (dlc/onnx_quant.py adds some)
 
     def model(self):
         h = self.helper
@@ -929,7 +930,7 @@ class Exporter:
             self.names[ref] = ref[1:]
             self.initializers.append(_onnx().numpy_helper.from_array(param.value, ref[1:]))
         for node in self.graph.nodes:
-            EXPORTERS[node.op](self, node)
+            self.exporters[node.op](self, node)
         types, outputs = self.graph.types(), []
         for k, ref in enumerate(self.graph.outputs):
             y = self.names[ref]

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .rng import dropout as draw
-from .shapes import BATCH, TensorType
+from .shapes import BATCH, FLOAT_DTYPES, INT_DTYPES, TensorType
 
 REQUIRED = object()
 
@@ -32,6 +32,8 @@ class Kernel:
                                 # operand k, for an op of several results)
     activation: str = None      # the C name of the activation it applies or differentiates
     fuses_into_dense: bool = False    # a dense layer can apply it in its epilogue
+    packed: tuple = ()          # (operand, packing): parameters the kernel reads packed,
+                                # by a packing of dlc/layout.py's PACKINGS
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class OpDef:
     examples: Callable      # (rng, dtype, rows) -> (input arrays, attrs) for the op tests
     vjp: Callable = None    # (builder, node, dy) -> one gradient ref (or None) per input
     results: tuple = ("y",)     # names of the results; numpy returns a tuple when several
+    integer: bool = False   # reads or writes integer tensors (quantized graphs): operands
+                            # may differ in dtype, and its shape rule checks each one
 
     @property
     def template(self) -> str:
@@ -55,11 +59,11 @@ OPS: dict[str, OpDef] = {}
 
 
 def define(name, inputs, shape, numpy, template=None, attrs=None, vjp=None, kernel=None,
-           examples=None, results=("y",)) -> OpDef:
+           examples=None, results=("y",), integer=False) -> OpDef:
     """Registers an op; its kernel is ``kernel``, or just the template ``template`` (by
     default the op's name)."""
     op = OpDef(name, tuple(inputs), dict(attrs or {}), shape, numpy,
-               kernel or Kernel(template or name), examples, vjp, tuple(results))
+               kernel or Kernel(template or name), examples, vjp, tuple(results), integer)
     OPS[name] = op
     return op
 
@@ -116,8 +120,11 @@ def infer_type(op_name: str, types, attrs: Mapping, layer: str = "") -> TensorTy
     where = f"layer {layer!r} ({op_name})" if layer else f"op {op_name}"
     if len(types) != len(op.inputs):
         raise ValueError(f"{where}: expects {len(op.inputs)} inputs {op.inputs}, got {len(types)}")
-    if len({t.dtype for t in types}) > 1:
+    if not op.integer and len({t.dtype for t in types}) > 1:
         raise TypeError(f"{where}: mixed dtypes {[str(t) for t in types]}")
+    if not op.integer and any(t.is_integer for t in types):
+        raise TypeError(f"{where}: integer operands {[str(t) for t in types]}; the op "
+                        f"computes in floating point (dequantize first)")
     try:
         return op.shape(list(types), **attrs)
     except ShapeError as exc:
@@ -719,3 +726,143 @@ define("adam_update", ("W", "m", "s", "g", "lr", "t"),
        attrs={"beta1": REQUIRED, "beta2": REQUIRED, "eps": REQUIRED}, results=("W", "m", "s"),
        kernel=Kernel("adam_update", in_place=True),
        examples=examples("v", "v", "var", "v", "s", "k", beta1=0.9, beta2=0.999, eps=1e-8))
+
+
+# ---------------------------------------------------------------- quantized ops
+# Integer arithmetic, computed exactly: the C kernels (runtime/quant.h) give the same bits.
+# An activation tensor q stands for the real values scale * (q - zero_point) (asymmetric,
+# one scale per tensor); weights are symmetric int8 (zero point 0), one scale per output
+# channel (or one for all).
+INT_RANGES = {"i8": (-128, 127), "i16": (-32768, 32767)}
+INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
+QDENSE_MAX_K = 32768    # int8 rows this long keep the int32 accumulator from overflowing
+
+
+def int_range(dtype: str) -> tuple:
+    if dtype not in INT_RANGES:
+        raise ShapeError(f"quantized dtype should be one of {sorted(INT_RANGES)}, got {dtype!r}")
+    return INT_RANGES[dtype]
+
+
+def check_zero_point(zero_point, dtype: str, what: str = "zero_point") -> None:
+    lo, hi = int_range(dtype)
+    if not isinstance(zero_point, int) or not lo <= zero_point <= hi:
+        raise ShapeError(f"{what} should be an int in [{lo}, {hi}], got {zero_point!r}")
+
+
+def check_scale(scale) -> None:
+    if not isinstance(scale, float) or not 0 < scale < float("inf"):
+        raise ShapeError(f"scale should be a positive finite float, got {scale!r}")
+
+
+def expect_dtype(type_: TensorType, dtypes, what: str) -> None:
+    if type_.dtype not in dtypes:
+        raise ShapeError(f"{what} should be {' or '.join(dtypes)}, got {type_}")
+
+
+def quantize_shape(types, scale, zero_point, dtype):
+    x, = types
+    batch_matrix(x)
+    expect_dtype(x, ("f32", "f64"), "input")
+    check_scale(scale)
+    check_zero_point(zero_point, dtype)
+    return TensorType(x.shape, dtype)
+
+
+def dequantize_shape(types, scale, zero_point, dtype):
+    q, = types
+    batch_matrix(q)
+    expect_dtype(q, tuple(INT_RANGES), "input")
+    check_scale(scale)
+    check_zero_point(zero_point, q.dtype)
+    if dtype not in ("f32", "f64"):
+        raise ShapeError(f"dequantize dtype should be 'f32' or 'f64', got {dtype!r}")
+    return TensorType(q.shape, dtype)
+
+
+def qdense_shape(types, x_zero, y_zero, lo, hi):
+    x, W, b, multiplier, shift = types
+    expect_dtype(x, tuple(INT_RANGES), "input")
+    n_in = batch_matrix(x)
+    if len(W.shape) != 2 or W.shape[0] != n_in:
+        raise ShapeError(f"weights should have shape ({n_in}, units), got {_fmt(W.shape)}")
+    if x.dtype == "i8" and n_in > QDENSE_MAX_K:
+        raise ShapeError(f"an int8 dense layer takes at most {QDENSE_MAX_K} inputs (its int32 "
+                         f"accumulator could overflow), got {n_in}")
+    expect_dtype(W, ("i8",), "weights")
+    for t, what in ((b, "bias"), (multiplier, "multiplier"), (shift, "shift")):
+        expect(t, (W.shape[1],), what)
+        expect_dtype(t, ("i32",), what)
+    check_zero_point(x_zero, x.dtype, "x_zero")
+    check_zero_point(y_zero, x.dtype, "y_zero")
+    check_zero_point(lo, x.dtype, "lo")
+    check_zero_point(hi, x.dtype, "hi")
+    if lo > hi:
+        raise ShapeError(f"clamp lo {lo} should not exceed hi {hi}")
+    return TensorType((BATCH, W.shape[1]), x.dtype)
+
+
+def quantize(x, scale, zero_point, dtype):
+    """clamp(rint(x * (1/scale)) + zero_point) with rint rounding half to even (as ONNX's
+    QuantizeLinear); 1/scale is rounded to x's dtype once, and the clamp is applied to the
+    rounded float before the zero point is added, so no integer overflows."""
+    lo, hi = INT_RANGES[dtype]
+    t = np.rint(x * real(x, 1.0 / scale))
+    t = np.fmin(np.fmax(t, real(x, lo - zero_point)), real(x, hi - zero_point))
+    return (t.astype(np.int32) + np.int32(zero_point)).astype(INT_DTYPES[dtype])
+
+
+def dequantize(q, scale, zero_point, dtype):
+    """scale * (q - zero_point), the difference exact, the product rounded once."""
+    float_type = FLOAT_DTYPES[dtype]
+    return (q.astype(np.int32) - np.int32(zero_point)).astype(float_type) * float_type.type(scale)
+
+
+def requantize(acc, multiplier, shift):
+    """round(acc * multiplier / 2^(31 + shift)), rounding half up (toward +inf), in one
+    step: acc, saturated to int32, times the int32 multiplier is exact in int64, and the
+    right shift of the sum with 2^(30 + shift) floors it (an arithmetic shift)."""
+    acc = np.clip(acc, INT32_MIN, INT32_MAX).astype(np.int64)
+    s = 31 + shift.astype(np.int64)
+    return (acc * multiplier.astype(np.int64) + (np.int64(1) << (s - 1))) >> s
+
+
+def qdense(x, W, b, multiplier, shift, x_zero, y_zero, lo, hi):
+    """clamp(requantize(sum_k (x - x_zero) W + b) + y_zero, lo, hi): an integer matrix
+    product accumulated exactly (int32 in C for int8 inputs, whose bound the shape rule
+    keeps; int64 for int16), requantized per output channel; lo/hi are the clamps of a
+    fused ReLU (or the dtype's range)."""
+    acc = (x.astype(np.int64) - x_zero) @ W.astype(np.int64) + b
+    y = requantize(acc, multiplier, shift) + y_zero
+    return np.clip(y, lo, hi).astype(x.dtype)
+
+
+def quantized_examples(kind):
+    """Example inputs of the quantized ops: x of EXAMPLE_N features (floats for quantize,
+    integers otherwise), a dense layer's int8 weights, int32 bias and requantization."""
+    def generate(rng, dtype, rows):
+        code = "f64" if np.dtype(dtype) == np.float64 else "f32"
+        if kind == "quantize":
+            return ([(rng.normal(size=(rows, EXAMPLE_N)) * 3).astype(dtype)],
+                    dict(scale=0.05, zero_point=-3, dtype="i8"))
+        x = rng.integers(-128, 128, size=(rows, EXAMPLE_N)).astype(np.int8)
+        if kind == "dequantize":
+            return [x], dict(scale=0.05, zero_point=5, dtype=code)
+        W = rng.integers(-127, 128, size=(EXAMPLE_N, EXAMPLE_M)).astype(np.int8)
+        b = rng.integers(-5000, 5000, size=EXAMPLE_M).astype(np.int32)
+        multiplier = rng.integers(2 ** 30, 2 ** 31, size=EXAMPLE_M).astype(np.int32)
+        shift = rng.integers(6, 10, size=EXAMPLE_M).astype(np.int32)
+        return [x, W, b, multiplier, shift], dict(x_zero=3, y_zero=-5, lo=-128, hi=127)
+    return generate
+
+
+define("quantize", ("x",), quantize_shape, quantize, integer=True,
+       attrs={"scale": REQUIRED, "zero_point": REQUIRED, "dtype": REQUIRED},
+       examples=quantized_examples("quantize"))
+define("dequantize", ("x",), dequantize_shape, dequantize, integer=True,
+       attrs={"scale": REQUIRED, "zero_point": REQUIRED, "dtype": REQUIRED},
+       examples=quantized_examples("dequantize"))
+define("qdense", ("x", "W", "b", "multiplier", "shift"), qdense_shape, qdense, integer=True,
+       attrs={"x_zero": REQUIRED, "y_zero": REQUIRED, "lo": REQUIRED, "hi": REQUIRED},
+       kernel=Kernel("qdense", packed=(("W", "int8_pairs"),)),
+       examples=quantized_examples("qdense"))

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional, Union
 
+import numpy as np
+
 from .ir import BATCH, DTYPES, Graph, Node, TensorType, format_node
-from .layout import (GemmBlocks, ParamLayout, gemm_blocks, inference_layout, panels_size,
-                     param_layout)
+from .layout import (PACKINGS, GemmBlocks, ParamLayout, gemm_blocks, inference_layout,
+                     panels_size, param_layout)
 from .ops import OPS
 from .passes.plan_memory import MemoryPlan, buffer_elements, plan_memory
 from .render import CTYPES, ir_lines, safe_comment
@@ -35,8 +37,10 @@ REGIONS = {
     "x": "the input rows",
     "t": "the target rows (training)",
     "y": "the output rows (inference)",
+    "Q": "the integer constants of a quantized model, static arrays of their own type",
 }
 ROW_REGIONS = frozenset("xty")          # function arguments: no declaration of their own
+UNDECLARED = ROW_REGIONS | {"Q"}        # the Q arrays are declared at file scope
 
 # The entry points of a host inference library and of a host trainer, by role: the names
 # the entry templates define and the Python that loads the module calls.
@@ -78,7 +82,7 @@ class Buffer:
     def declared(self) -> bool:
         """Whether the step body declares it (the row regions are the function's own
         arguments)."""
-        return self.region not in ROW_REGIONS
+        return self.region not in UNDECLARED
 
     def __str__(self) -> str:
         return self.name
@@ -96,6 +100,43 @@ class Scalar:
 
 
 Arg = Union[Buffer, Scalar]
+
+CONSTANTS_PER_LINE = 16
+
+
+@dataclass(frozen=True)
+class Constant:
+    """An integer parameter baked into the source as a static array named like its
+    buffer (region Q), in the order its kernel reads it (``packing``, one of
+    layout.PACKINGS, or "" for row-major)."""
+    buffer: Buffer
+    values: np.ndarray
+    packing: str = ""
+
+    @property
+    def ctype(self) -> str:
+        return CTYPES[self.buffer.type.dtype]
+
+    @property
+    def size(self) -> int:
+        return self.values.size
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes
+
+    @property
+    def lines(self) -> list:
+        flat = self.values.reshape(-1).tolist()
+        return [flat[i:i + CONSTANTS_PER_LINE] for i in range(0, len(flat), CONSTANTS_PER_LINE)]
+
+    def __hash__(self):
+        return hash(self.buffer)
+
+    def __eq__(self, other):
+        return (isinstance(other, Constant) and self.buffer == other.buffer
+                and self.packing == other.packing
+                and np.array_equal(self.values, other.values))
 
 
 @dataclass(frozen=True)
@@ -152,6 +193,7 @@ class Program:
     output_widths: tuple = ()           # inference: the width of each output; several sit
                                         # side by side in each row of y, in order (and the
                                         # arena ends with a tile of y's rows)
+    constants: tuple = ()               # a quantized model's integer parameters (Q)
 
     @property
     def output_starts(self) -> tuple:
@@ -162,6 +204,10 @@ class Program:
     def entries(self) -> dict:
         """Role -> the C name of the entry point (ENTRIES of the program's kind)."""
         return ENTRIES[self.kind]
+
+    @property
+    def constant_bytes(self) -> int:
+        return sum(c.nbytes for c in self.constants)
 
     @property
     def buffers(self) -> tuple:
@@ -300,6 +346,10 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
     layout = inference_layout(graph, panel)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]
+    for ref in graph.outputs:
+        if types[ref].is_integer:
+            raise ValueError(f"a compiled model returns floats; the output {ref} is "
+                             f"{types[ref]} (quantize with output='float' to compile it)")
     if out_ref is not None and out_ref not in {n.out for n in graph.nodes}:
         calls.append(Call("copy", "copy", "output", "copy to output",
                           {"x": arg(out_ref), "y": y}))
@@ -317,8 +367,28 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
                  "y": y_type.row_size},
         params=layout, n_inputs=x_type.row_size, n_outputs=y_type.row_size,
         blocks=program_blocks(calls, tile_rows, itemsize) if packed else GemmBlocks(),
-        ir_lines=tuple(ir_lines(graph)),
-        tile_rows=tile_rows, output_widths=widths)
+        ir_lines=tuple(ir_lines(graph)), tile_rows=tile_rows, output_widths=widths,
+        constants=integer_constants(graph, arg))
+
+
+def param_packings(graph: Graph) -> dict:
+    """Parameter ref -> the packing its kernel reads it in (Kernel.packed)."""
+    packings = {}
+    for node in graph.nodes:
+        packed = dict(OPS[node.op].kernel.packed)
+        for name, ref in zip(OPS[node.op].inputs, node.inputs):
+            if name in packed and ref in graph.params:
+                if packings.setdefault(ref, packed[name]) != packed[name]:
+                    raise ValueError(f"parameter {ref} is read in two packings")
+    return packings
+
+
+def integer_constants(graph: Graph, arg) -> tuple:
+    """The integer parameters of ``graph`` as the static arrays of region Q."""
+    packings = param_packings(graph)
+    return tuple(Constant(arg(ref), PACKINGS[packings[ref]](param.value) if ref in packings
+                          else param.value, packings.get(ref, ""))
+                 for ref, param in graph.params.items() if param.type.is_integer)
 
 
 def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_rows: int,
@@ -328,6 +398,9 @@ def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_row
 
     def arg(ref: str) -> Buffer:
         type_ = types[ref]
+        if ref in graph.params and type_.is_integer:
+            return Buffer(names[ref], ref, type_, "Q", 0, type_.row_size, writable=False,
+                          layer=safe_comment(graph.params[ref].layer))
         if ref in graph.params:
             panel = layout.panels.get(ref, 0)
             return Buffer(names[ref], ref, type_, "P", layout.offsets[ref],

@@ -16,7 +16,7 @@ from .ir import Graph
 from .ops import ACTIVATIONS, OPS
 
 PACKAGE = Path(__file__).resolve().parent
-CTYPES = {"f32": "float", "f64": "double"}
+CTYPES = {"f32": "float", "f64": "double", "i8": "int8_t", "i16": "int16_t", "i32": "int32_t"}
 
 
 def resource_dir(name: str) -> Path:
@@ -61,6 +61,11 @@ def c_activation(name: str) -> str:
     return ACTIVATIONS[name].c_name
 
 
+def c_type(dtype: str) -> str:
+    """The C type of the IR dtype ``dtype``."""
+    return CTYPES[dtype]
+
+
 def op_kernel(op: str):
     """The C facts of the op ``op`` (dlc/ops.py, Kernel)."""
     return OPS[op].kernel
@@ -81,7 +86,8 @@ def environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined, autoescape=False, bytecode_cache=template_cache())
     env.filters.update(real=c_real, activation=c_activation, kernel=op_kernel,
-                       declarations=declarations, comment=safe_comment, scalar=c_scalar)
+                       declarations=declarations, comment=safe_comment, scalar=c_scalar,
+                       ctype=c_type)
     return env
 
 

@@ -1,6 +1,7 @@
 """The types of IR values: a static shape whose leading dimension may be the batch
-symbol ``B``, and one of two dtypes.  The op registry's shape rules and the IR
-both speak in these types, so they sit below both."""
+symbol ``B``, and a dtype: a float (f32, f64) or, in quantized graphs, an integer
+(i8, i16, i32).  The op registry's shape rules and the IR both speak in these types, so
+they sit below both."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 BATCH = "B"
-DTYPES = {"f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
+FLOAT_DTYPES = {"f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
+INT_DTYPES = {"i8": np.dtype(np.int8), "i16": np.dtype(np.int16), "i32": np.dtype(np.int32)}
+DTYPES = {**FLOAT_DTYPES, **INT_DTYPES}
 
 
 def dtype_code(dtype) -> str:
@@ -17,10 +20,21 @@ def dtype_code(dtype) -> str:
         dt = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from exc
-    for code, known in DTYPES.items():
+    for code, known in FLOAT_DTYPES.items():
         if dt == known:
             return code
     raise TypeError(f"unsupported dtype {dtype!r}; use 'float32' or 'float64'")
+
+
+def value_dtype_code(dtype) -> str:
+    """The code of any dtype an IR value may have: the floats and the integers of
+    quantized graphs."""
+    dt = np.dtype(dtype)
+    for code, known in DTYPES.items():
+        if dt == known:
+            return code
+    raise TypeError(f"unsupported dtype {dtype!r} for an IR value; use one of "
+                    f"{[str(d) for d in DTYPES.values()]}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,10 @@ class TensorType:
     def np_dtype(self) -> np.dtype:
         return DTYPES[self.dtype]
 
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype in INT_DTYPES
+
 
 def type_of(array: np.ndarray) -> TensorType:
-    return TensorType(tuple(array.shape), dtype_code(array.dtype))
+    return TensorType(tuple(array.shape), value_dtype_code(array.dtype))

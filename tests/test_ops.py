@@ -7,7 +7,7 @@ from dlc import interpreter
 from dlc.api import compile_graph
 from dlc.train.c_backend import CBackend
 from dlc.layout import param_layout
-from dlc.ir import BATCH, GraphBuilder, TensorType, dtype_code
+from dlc.ir import BATCH, GraphBuilder, TensorType, dtype_code, type_of
 from dlc.ops import ACTIVATIONS, OPS, infer_type
 from helpers import assert_matches
 
@@ -29,9 +29,11 @@ TRAINING_ONLY = {
 # The fused optimizer updates: several results, each over a parameter (in place); tested
 # here as the one update of a training step of its own.
 FUSED_UPDATES = sorted(name for name, op in OPS.items() if len(op.results) > 1)
-# Ops with a kernel of their own that an inference graph of one op can run.
+# Ops with a kernel of their own that an inference graph of one op can run (the integer
+# ops of quantized graphs are compared bit for bit by tests/test_quant_ops.py).
 INFERENCE_OPS = sorted(name for name, op in OPS.items()
-                       if op.kernel.template is not None and name not in TRAINING_ONLY)
+                       if op.kernel.template is not None and name not in TRAINING_ONLY
+                       and not op.integer)
 
 
 def test_every_op_has_examples_and_a_c_test():
@@ -49,7 +51,7 @@ def test_reference_follows_the_shape_rule(op):
     for dtype in (np.float32, np.float64):
         inputs, attrs = OPS[op].examples(np.random.default_rng(0), dtype, rows)
         types = [TensorType((BATCH, *a.shape[1:]) if a.ndim == 2 and a.shape[0] == rows
-                            else a.shape, dtype_code(dtype)) for a in inputs]
+                            else a.shape, type_of(a).dtype) for a in inputs]
         out_type = infer_type(op, types, attrs)
         with np.errstate(all="ignore"):
             outs = OPS[op].numpy(*inputs, **attrs)
@@ -57,7 +59,10 @@ def test_reference_follows_the_shape_rule(op):
         assert len(outs) == len(OPS[op].results), op
         expected = tuple(rows if d == BATCH else d for d in out_type.shape)
         for out in map(np.asarray, outs):
-            assert out.shape == expected and out.dtype == dtype, (op, out.shape, out.dtype)
+            assert out.shape == expected and out.dtype == out_type.np_dtype, (op, out.shape,
+                                                                              out.dtype)
+            if not OPS[op].integer:
+                assert out.dtype == dtype, (op, out.dtype)
 
 
 def single_op_graph(op, dtype, rng, attrs=None):

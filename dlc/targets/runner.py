@@ -94,10 +94,17 @@ def case_text(op: str, batched: bool) -> str:
 
 
 @lru_cache(maxsize=1)
+def runner_ops() -> list:
+    """The ops the runner executes: every float op (a quantized model is not trained, and
+    its integer ops run in its compiled library)."""
+    return [*sorted(name for name, op in OPS.items() if not op.integer), *KERNELS_BEYOND_OPS]
+
+
+@lru_cache(maxsize=1)
 def cases() -> tuple:
-    """The distinct kernel texts of every op, batched result or not."""
+    """The distinct kernel texts of every op the runner executes, batched result or not."""
     texts = {}
-    for op in [*sorted(OPS), *KERNELS_BEYOND_OPS]:
+    for op in runner_ops():
         if len(operand_names(op)) > MAX_OPERANDS or len(attr_names(op)) >= MAX_ATTRS:
             raise AssertionError(f"{op} has more operands or attributes than a runner record")
         for batched in (True, False):
@@ -158,6 +165,9 @@ def encode(program: Program) -> Records:
     reals = np.zeros((len(program.calls), MAX_ATTRS), np.float64)
     for i, call in enumerate(program.calls):
         names = operand_names(call.op)
+        if (call.op, call["y"].batched) not in case_ids():
+            raise ValueError(f"the runner has no kernel for op {call.op!r} (layer "
+                             f"{call.layer}); compile this model with backend='c'")
         ints[i, :2] = case_ids()[call.op, call["y"].batched], len(names)
         for k, name in enumerate(names):
             start = 2 + k * OPERAND_INTS

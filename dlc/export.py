@@ -92,7 +92,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     flash, RAM and stack it measures in the header and in ``.footprint``."""
     _check_model(net)
     check_name(name)
-    if weights not in WEIGHTS:
+    if not isinstance(weights, str) or weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     machine = export_target(target)
     if tile_rows is not None:

@@ -276,14 +276,21 @@ def test_residual_gradients_match_finite_differences():
     assert {"@stem.W", "@inner.W", "@inner.b", "@head.W", "@bn.gamma"} <= set(grads)
 
 
+# (final layer, loss): a log-softmax head is trained by its own gradient kernel under MSE.
+DAG_TRAINING = [(dlc.Softmax, "cross_entropy"), (dlc.LogSoftmax, "mse")]
+
+
+@pytest.mark.parametrize("final, loss", DAG_TRAINING)
 @pytest.mark.parametrize("optimizer", [lambda: dlc.SGD(lr=0.05),
                                        lambda: dlc.Momentum(lr=0.05, beta=0.9)])
-def test_residual_training_c_equals_the_reference_backend(optimizer):
+def test_residual_training_c_equals_the_reference_backend(optimizer, final, loss):
     rng = np.random.default_rng(2)
-    X, Y = rng.normal(size=(37, 5)), rng.integers(0, 4, 37)
+    X, labels = rng.normal(size=(37, 5)), rng.integers(0, 4, 37)
+    Y = labels if loss == "cross_entropy" else np.eye(4)[labels]
     trainers = []
     for make, options in ((compile_trainer, {"flags": ("-O2",)}), (reference_trainer, {})):
-        trainer = make(residual_net("float64"), optimizer=optimizer(), **options)
+        trainer = make(residual_net("float64", final=final), optimizer=optimizer(), loss=loss,
+                       **options)
         trainer.fit(X, Y, epochs=3, batch_size=8, seed=4, progress=False)
         trainers.append(trainer)
     c, ref = trainers

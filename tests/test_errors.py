@@ -373,10 +373,11 @@ C_ARGS = [
         ((-1, "a positive integer"),)),
     Arg("tile_rows", lambda v: dlc.compile(small_net(), tile_rows=v), 4,
         ((0, "a positive integer"),)),
+    # None: the export target's own rows per tile
     Arg("tile_rows", lambda v: dlc.export_c(small_net(), "unused", tile_rows=v), 4,
-        ((-4, "a positive integer"),)),
+        ((-4, "a positive integer"),), optional=True),
     Arg("tile_rows", lambda v: dlc.inspect(small_net(), tile_rows=v), 4,
-        ((0, "a positive integer"),)),
+        ((0, "a positive integer"),), optional=True),
 ]
 
 BAD_INT_TYPES = ["3", None, True, 2.0, 2.5, np.float64(3.0), [2], float("nan")]

@@ -13,6 +13,7 @@ from dlc.targets.trainer import generate_train_module
 from dlc.ops import OPS
 from dlc.render import c_activation, resource_dir
 from dlc.train import Trainer, compile_trainer, reference_trainer, training_graph
+from test_dag import DAG_TRAINING, residual_net
 from test_ops import TRAINING_ONLY
 
 FLAGS = ("-O0",)     # the fastest build: this file compiles 180 training steps
@@ -177,6 +178,9 @@ def test_the_c_compared_calls_every_training_kernel():
     for optimizer in UNFUSED:
         net = make_net("float64", True, True, "cross_entropy")
         graph = training_graph(net, "cross_entropy", OPTIMIZERS[optimizer](), fuse=False)
+        called |= kernel_calls(generate_train_module(graph)[1])
+    for final, loss in DAG_TRAINING:        # compared in tests/test_dag.py
+        graph = training_graph(residual_net("float64", final=final), loss, dlc.SGD(lr=0.05))
         called |= kernel_calls(generate_train_module(graph)[1])
     assert not training_kernels() - called, f"not called: {training_kernels() - called}"
 

@@ -13,6 +13,25 @@ from ..passes import run_pipeline
 from ..targets.trainer import TRAINER, generate_train_module
 
 
+def call_epoch(backend, entry, name: str, leading: tuple, state, X, T, order, batch_size,
+               lr, seed, step0, loss_sum):
+    """Runs the C epoch ``entry`` (after its ``leading`` arguments) on ``backend``'s state
+    and work buffer: (loss_sum + the sum of cost * rows, steps run, whether every cost was
+    finite)."""
+    ffi, lib, ctype = backend.ffi, backend.lib, backend.ctype
+    loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
+    status = entry(
+        *leading,
+        ffi.from_buffer(ctype, state, require_writable=True),
+        ffi.from_buffer(ctype, backend._work, require_writable=True),
+        ffi.from_buffer(ctype, X), ffi.from_buffer(ctype, T), X.shape[0],
+        ffi.from_buffer("int64_t[]", order), order.size, batch_size, lr, seed, step0,
+        loss_sum, steps)
+    if status not in (lib.DLC_OK, lib.DLC_ERR_NONFINITE):
+        raise RuntimeError(f"{name} failed with code {status}")
+    return loss_sum[0], steps[0], status == lib.DLC_OK
+
+
 class CBackend:
     """Runs whole epochs in the generated C."""
 
@@ -32,21 +51,12 @@ class CBackend:
 
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
         """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
-        ffi, lib = self.ffi, self.lib
         self.entries["set_threads"](self.threads)   # the library may be shared by several trainers
         n_work = self.entries["work_elements"](batch_size)      # for those threads
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
-        loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
-        status = self.entries["epoch"](
-            ffi.from_buffer(self.ctype, state, require_writable=True),
-            ffi.from_buffer(self.ctype, self._work, require_writable=True),
-            ffi.from_buffer(self.ctype, X), ffi.from_buffer(self.ctype, T), X.shape[0],
-            ffi.from_buffer("int64_t[]", order), order.size, batch_size, lr, seed, step0,
-            loss_sum, steps)
-        if status not in (lib.DLC_OK, lib.DLC_ERR_NONFINITE):
-            raise RuntimeError(f"{self.epoch_name} failed with code {status}")
-        return loss_sum[0], steps[0], status == lib.DLC_OK
+        return call_epoch(self, self.entries["epoch"], self.epoch_name, (), state, X, T,
+                          order, batch_size, lr, seed, step0, loss_sum)
 
     def inference(self, net: Model):
         """The inference library of the model's current weights: built once, reloaded

@@ -17,6 +17,7 @@ from ..passes import run_pipeline
 from ..program import LIBRARY_TILE_ROWS, inference_program, training_program
 from ..targets.runner import encode, generate_runner
 from ..targets.trainer import TRAINER
+from .c_backend import call_epoch
 
 
 def runner_module(dtype: str, cc=None, flags=DEFAULT_FLAGS):
@@ -54,23 +55,15 @@ class RunnerBackend:
 
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
         """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
-        ffi, lib, meta = self.ffi, self.lib, self.records.meta
+        lib, meta = self.lib, self.records.meta
         tasks = lib.dlc_runner_set_threads(self.threads)
         n_work = (tasks * (int(meta[4]) + int(meta[5])) + int(meta[2])
                   + batch_size * (int(meta[3]) + int(meta[0]) + int(meta[1])))
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
-        loss_sum, steps = ffi.new("double *", loss_sum), ffi.new("int64_t *")
-        status = lib.dlc_runner_train_epoch(
-            *self._pointers(self.records),
-            ffi.from_buffer(self.ctype, state, require_writable=True),
-            ffi.from_buffer(self.ctype, self._work, require_writable=True),
-            ffi.from_buffer(self.ctype, X), ffi.from_buffer(self.ctype, T), X.shape[0],
-            ffi.from_buffer("int64_t[]", order), order.size, batch_size, lr, seed, step0,
-            loss_sum, steps)
-        if status not in (lib.DLC_OK, lib.DLC_ERR_NONFINITE):
-            raise RuntimeError(f"dlc_runner_train_epoch failed with code {status}")
-        return loss_sum[0], steps[0], status == lib.DLC_OK
+        return call_epoch(self, lib.dlc_runner_train_epoch, "dlc_runner_train_epoch",
+                          self._pointers(self.records), state, X, T, order, batch_size, lr,
+                          seed, step0, loss_sum)
 
     def inference(self, net: Model) -> "RunnerModel":
         """The inference program of the model's current weights, run by the runner (its

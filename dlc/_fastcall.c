@@ -15,7 +15,7 @@ typedef int (*predict_fn)(const void *params, const void *x, void *y, size_t bat
                           void *workspace, int threads);
 
 enum { ENTRY_FUNCTION, ENTRY_PARAMS, ENTRY_N_INPUTS, ENTRY_N_OUTPUTS, ENTRY_TYPENUM,
-       ENTRY_THREADS, ENTRY_SIZE };
+       ENTRY_THREADS, ENTRY_OUTPUT_TYPENUM, ENTRY_SIZE };
 
 /* Batches at least this large run with the GIL released. */
 #define RELEASE_GIL_ROWS 16
@@ -45,7 +45,8 @@ static int fits(PyObject *x, PyObject *entry)
 
 /* predict(entry, x, workspace) -> y, or None when x does not fit (the caller converts it
  * or raises a clear error), or dlc_predict's nonzero status as an int.
- * entry = (function, params, n_inputs, n_outputs, NumPy type number, threads);
+ * entry = (function, params, n_inputs, n_outputs, NumPy type number of x, threads,
+ * NumPy type number of y);
  * function, params and workspace are addresses. */
 static PyObject *predict(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -60,7 +61,7 @@ static PyObject *predict(PyObject *module, PyObject *const *args, Py_ssize_t nar
     }
     PyArrayObject *x = (PyArrayObject *)args[1];
     npy_intp shape[2] = {PyArray_DIM(x, 0), integer(entry, ENTRY_N_OUTPUTS)};
-    PyObject *y = PyArray_SimpleNew(2, shape, (int)integer(entry, ENTRY_TYPENUM));
+    PyObject *y = PyArray_SimpleNew(2, shape, (int)integer(entry, ENTRY_OUTPUT_TYPENUM));
     if (!y) {
         return NULL;
     }

@@ -63,4 +63,5 @@ def compile(net: Model, mode: str = "inference", *, cc=None, flags=DEFAULT_FLAGS
     if train_options:
         raise TypeError(f"unexpected options for inference: {sorted(train_options)}")
     return compile_graph(run_pipeline(source_graph(net), passes), cc=cc, flags=flags,
-                         tile_rows=tile_rows, threads=threads)
+                         tile_rows=tile_rows, threads=threads,
+                         output_quantization=getattr(net, "output_quantization", None))

@@ -47,6 +47,10 @@ class ExportedModel:
     weights_bytes: int
     inspection: Inspection = field(repr=False)
     target: str = "host"
+    # A quantized model's int8 output (output="int8") stands for
+    # output_scale * (y - output_zero_point); None for a float output.
+    output_scale: Optional[float] = None
+    output_zero_point: Optional[int] = None
 
     @property
     def footprint(self):
@@ -106,6 +110,10 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"export_c directory must be a path (str or os.PathLike), got "
                         f"{type(directory).__name__}")
+    output_quantization = getattr(net, "output_quantization", None)
+    if output_quantization and isa == "dispatch":
+        raise ValueError("isa='dispatch' exports float outputs only; an int8 output takes "
+                         "one ISA")
     inspection, graph = inspect_model(net, passes, tile_rows, machine)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -117,7 +125,8 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         header, source, _ = generate_export(
             graph, name, block, report.summary_lines(),
             weights_file=weights_path.name if weights_path else None, tile_rows=tile_rows,
-            target=machine, isa=isa, footprint=report.footprint)
+            target=machine, isa=isa, footprint=report.footprint,
+            output_quantization=output_quantization)
         (directory / f"{name}.h").write_text(header)
         (directory / f"{name}.c").write_text(source)
 
@@ -133,7 +142,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
                          program.n_inputs, program.n_outputs, program.workspace_bytes,
                          program.params.size * block.itemsize + program.constant_bytes,
-                         inspection, machine.name)
+                         inspection, machine.name, *(output_quantization or (None, None)))
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:

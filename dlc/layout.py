@@ -146,5 +146,11 @@ def pack_int8_pairs(W: np.ndarray) -> np.ndarray:
     return padded.reshape(pairs, 2, panels, 8).transpose(2, 0, 3, 1).reshape(-1)
 
 
-# How a kernel may read a parameter (ops.Kernel.packed names one of these).
-PACKINGS = {"int8_pairs": pack_int8_pairs}
+def transposed(W: np.ndarray) -> np.ndarray:
+    """(K, N) stored as its transpose, (N, K) row-major: each output's weights in a row."""
+    return np.ascontiguousarray(W.T).reshape(-1)
+
+
+# How a kernel may read a parameter (ops.Kernel.packed, or a target's override, names one
+# of these).
+PACKINGS = {"int8_pairs": pack_int8_pairs, "transposed": transposed}

@@ -21,12 +21,17 @@ class CompiledModel:
     build cache (compiling it if absent), with the same weights and bits."""
 
     def __init__(self, graph: Graph, ffi, lib, program: Program, source: str, threads: int = 1,
-                 cc=None, build_options: dict = None):
+                 cc=None, build_options: dict = None, output_quantization: tuple = None):
         self.graph, self.ffi, self.lib, self.c_source = graph, ffi, lib, source
         self._build_options = dict(build_options or {}, cc=cc)
         self.n_inputs, self.n_outputs = program.n_inputs, program.n_outputs
         self.output_widths = program.output_widths
         self.dtype = next(iter(graph.inputs.values())).np_dtype
+        # A quantized model's int8 output, and the real values it stands for:
+        # output_scale * (y - output_zero_point); None for a float output.
+        self.output_dtype = graph.types()[graph.outputs[0]].np_dtype if program.output_dtype \
+            else self.dtype
+        self.output_scale, self.output_zero_point = output_quantization or (None, None)
         self._layout, self._entries = program.params, program.entries
         self.params = pack_params(graph, self._layout, self.dtype)
         self._local, self._capacity, self._retired = threading.local(), 0, []
@@ -102,7 +107,7 @@ class CompiledModel:
             self._local = threading.local()
         function = self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, self._entries["predict"]))
         self._entry = (int(function), self.params.ctypes.data, self.n_inputs, self.n_outputs,
-                       self.dtype.num, self._threads)
+                       self.dtype.num, self._threads, self.output_dtype.num)
 
     @property
     def ir(self) -> str:
@@ -130,12 +135,16 @@ def fastcall(cc=None):
 
 
 def compile_graph(graph: Graph, *, cc=None, flags=DEFAULT_FLAGS,
-                  tile_rows: int = LIBRARY_TILE_ROWS, threads: int = 1) -> CompiledModel:
-    """Build an inference graph (one batched input, one output) as it stands."""
+                  tile_rows: int = LIBRARY_TILE_ROWS, threads: int = 1,
+                  output_quantization: tuple = None) -> CompiledModel:
+    """Build an inference graph (one batched input, one output) as it stands;
+    ``output_quantization`` is the (scale, zero point) of an integer output."""
     threads = check_threads(threads)
     tile_rows = check_int(tile_rows, "tile_rows", low=1)
     flags = resolve_flags(flags)
     header, source, program = generate_module(graph, tile_rows)
     ffi, lib = build(header, source, cc=cc, flags=flags)
     return CompiledModel(graph, ffi, lib, program, source, threads, cc,
-                         build_options=dict(flags=flags, tile_rows=tile_rows))
+                         build_options=dict(flags=flags, tile_rows=tile_rows,
+                                            output_quantization=output_quantization),
+                         output_quantization=output_quantization)

@@ -194,6 +194,13 @@ class Program:
                                         # side by side in each row of y, in order (and the
                                         # arena ends with a tile of y's rows)
     constants: tuple = ()               # a quantized model's integer parameters (Q)
+    output_dtype: str = ""              # inference: y's dtype when not ``dtype`` (a
+                                        # quantized model's int8 output)
+
+    @property
+    def output_ctype(self) -> str:
+        """The C type of the output rows (y)."""
+        return CTYPES[self.output_dtype or self.dtype]
 
     @property
     def output_starts(self) -> tuple:
@@ -326,7 +333,7 @@ def node_call(node: Node, graph: Graph, arg) -> Call:
 # ---------------------------------------------------------------- inference
 
 def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = None,
-                      packed: bool = True) -> Program:
+                      packed: bool = True, packings: Mapping = None) -> Program:
     """The program of an inference graph (one batched input, one output or several side by
     side in y): tiles of at most ``tile_rows`` rows, parameters in P (dense weights packed
     in panels ``panel`` columns wide, by default a cache line), activations in the arena A.
@@ -338,7 +345,7 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
     # One output is written straight into y; several are computed in the arena (one may
     # be read after it is final) and then put side by side into y.
     out_ref = graph.outputs[0] if len(widths) == 1 else None
-    y_type = TensorType((BATCH, sum(widths)), x_type.dtype)
+    y_type = TensorType((BATCH, sum(widths)), output_dtype(graph))
     y = Buffer("y", out_ref or "%y", y_type, "y", elements=y_type.row_size, per_row=True)
     plan = plan_memory(graph, tile_rows, exclude={out_ref} - {None})
     if out_ref is None:     # a tile of y at the arena's end, for an entry with one pointer
@@ -346,10 +353,6 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
     layout = inference_layout(graph, panel)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]
-    for ref in graph.outputs:
-        if types[ref].is_integer:
-            raise ValueError(f"a compiled model returns floats; the output {ref} is "
-                             f"{types[ref]} (quantize with output='float' to compile it)")
     if out_ref is not None and out_ref not in {n.out for n in graph.nodes}:
         calls.append(Call("copy", "copy", "output", "copy to output",
                           {"x": arg(out_ref), "y": y}))
@@ -368,14 +371,28 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
         params=layout, n_inputs=x_type.row_size, n_outputs=y_type.row_size,
         blocks=program_blocks(calls, tile_rows, itemsize) if packed else GemmBlocks(),
         ir_lines=tuple(ir_lines(graph)), tile_rows=tile_rows, output_widths=widths,
-        constants=integer_constants(graph, arg))
+        constants=integer_constants(graph, arg, packings),
+        output_dtype=y_type.dtype if y_type.dtype != x_type.dtype else "")
 
 
-def param_packings(graph: Graph) -> dict:
-    """Parameter ref -> the packing its kernel reads it in (Kernel.packed)."""
-    packings = {}
+def output_dtype(graph: Graph) -> str:
+    """The dtype of y: the input's, or the integer type of a quantized model's one output."""
+    types = graph.types()
+    if not any(types[ref].is_integer for ref in graph.outputs):
+        return next(iter(graph.inputs.values())).dtype
+    if len(graph.outputs) > 1:
+        raise ValueError(f"a model with an integer output returns it alone; outputs "
+                         f"{[str(types[r]) for r in graph.outputs]}")
+    return types[graph.outputs[0]].dtype
+
+
+def param_packings(graph: Graph, overrides: Mapping = None) -> dict:
+    """Parameter ref -> the packing its kernel reads it in (``overrides`` of its kernel,
+    else Kernel.packed)."""
+    packings, overrides = {}, overrides or {}
     for node in graph.nodes:
-        packed = dict(OPS[node.op].kernel.packed)
+        kernel = OPS[node.op].kernel
+        packed = dict(overrides.get(kernel.template, kernel.packed))
         for name, ref in zip(OPS[node.op].inputs, node.inputs):
             if name in packed and ref in graph.params:
                 if packings.setdefault(ref, packed[name]) != packed[name]:
@@ -383,9 +400,9 @@ def param_packings(graph: Graph) -> dict:
     return packings
 
 
-def integer_constants(graph: Graph, arg) -> tuple:
+def integer_constants(graph: Graph, arg, overrides: Mapping = None) -> tuple:
     """The integer parameters of ``graph`` as the static arrays of region Q."""
-    packings = param_packings(graph)
+    packings = param_packings(graph, overrides)
     return tuple(Constant(arg(ref), PACKINGS[packings[ref]](param.value) if ref in packings
                           else param.value, packings.get(ref, ""))
                  for ref, param in graph.params.items() if param.type.is_integer)

@@ -45,6 +45,15 @@ class QuantizedModel:
         raise KeyError(f"{ref} is not an integer value of the quantized graph")
 
     @property
+    def output_quantization(self):
+        """(scale, zero point) of an int8 output (output="int8"), else None."""
+        out = self.graph.outputs[0]
+        if not self.graph.types()[out].is_integer:
+            return None
+        place = self.scale_of(out)
+        return place.scale, place.zero_point
+
+    @property
     def dtype(self) -> np.dtype:
         return next(iter(self.graph.inputs.values())).np_dtype
 

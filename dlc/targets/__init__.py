@@ -21,6 +21,8 @@ class Target:
     kernels: Mapping = field(default_factory=dict)     # kernel -> template, where not
                                                        # templates/ops/<kernel>.c.j2
     flags: tuple = ()           # compiler flags the source needs beyond the build's
+    packed: Mapping = field(default_factory=dict)      # kernel -> its (operand, packing)
+                                                       # pairs, where not Kernel.packed
 
     def template(self, call: Call) -> str:
         return self.kernels.get(call.kernel, f"ops/{call.kernel}.c.j2")

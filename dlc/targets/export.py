@@ -66,20 +66,22 @@ def export_target(name) -> ExportTarget:
 def target_program(graph: Graph, target: ExportTarget, tile_rows: int = None):
     """The program of ``graph`` shaped for ``target`` (tiles of ``tile_rows`` rows, by
     default the target's)."""
-    return inference_program(graph, tile_rows or target.tile_rows, target.panel, target.packed)
+    return inference_program(graph, tile_rows or target.tile_rows, target.panel, target.packed,
+                             target.kernels.packed)
 
 
 def generate_export(graph: Graph, name: str, block, summary_lines, weights_file: str = None,
                     tile_rows: int = None, target: ExportTarget = HOST, isa: str = "portable",
-                    footprint=None):
+                    footprint=None, output_quantization=None):
     """(header, source, program) of a standalone model named ``name`` (already a checked
     C identifier) for ``target`` with the packed parameters ``block``, baked in or, with
     ``weights_file``, read from that file; the header states ``footprint`` (flash, RAM
-    and stack as measured on the built object) when given."""
+    and stack as measured on the built object) when given, and the (scale, zero point) of
+    an integer output, ``output_quantization``."""
     program = target_program(graph, target, tile_rows)
     header, source = target.kernels.render(
         program, prefix=f"{name}_", name=name, macro=name.upper(), machine=target,
-        footprint=footprint,
+        footprint=footprint, output_quantization=output_quantization,
         summary_lines=[safe_comment(s) for s in summary_lines],
         weights_file=safe_comment(weights_file) if weights_file else None,
         weights=None if weights_file else weight_segments(graph, program.params, block),

@@ -25,7 +25,8 @@ static int fail(const char *what)
 static int run(int argc, char **argv)
 {
     size_t batch, n_in, n_out;
-    model_real *x, *y, *ws, *misaligned;
+    model_real *x, *ws, *misaligned;
+    model_output *y;        /* model_real, or a quantized model's int8 */
     FILE *f;
     int ok;
     if (argc < 4) {

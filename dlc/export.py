@@ -19,6 +19,7 @@ from .api import _check_model
 from .checks import check_int
 from .inspect import (EXPORT_FLAGS, CodeSize, Inspection, inspect_model, measure_code_size,
                       measure_footprint)
+from .ir import DTYPES
 from .layout import pack_params
 from .passes import INFERENCE_PIPELINE
 from .targets.export import (TARGETS, WEIGHTS_MAGIC, WEIGHTS_VERSION, export_target,
@@ -47,10 +48,11 @@ class ExportedModel:
     weights_bytes: int
     inspection: Inspection = field(repr=False)
     target: str = "host"
-    # A quantized model's int8 output (output="int8") stands for
-    # output_scale * (y - output_zero_point); None for a float output.
+    # A quantized model's integer output (output="int8": int8, or int16 with int16
+    # activations) stands for output_scale * (y - output_zero_point); None for floats.
     output_scale: Optional[float] = None
     output_zero_point: Optional[int] = None
+    output_dtype: Optional[np.dtype] = None     # y's type when not the model's dtype
 
     @property
     def footprint(self):
@@ -142,7 +144,9 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
                          program.n_inputs, program.n_outputs, program.workspace_bytes,
                          program.params.size * block.itemsize + program.constant_bytes,
-                         inspection, machine.name, *(output_quantization or (None, None)))
+                         inspection, machine.name, *(output_quantization or (None, None)),
+                         np.dtype(DTYPES[program.output_dtype]) if program.output_dtype
+                         else None)
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:

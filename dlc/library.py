@@ -27,7 +27,7 @@ class CompiledModel:
         self.n_inputs, self.n_outputs = program.n_inputs, program.n_outputs
         self.output_widths = program.output_widths
         self.dtype = next(iter(graph.inputs.values())).np_dtype
-        # A quantized model's int8 output, and the real values it stands for:
+        # A quantized model's integer output, and the real values it stands for:
         # output_scale * (y - output_zero_point); None for a float output.
         self.output_dtype = graph.types()[graph.outputs[0]].np_dtype if program.output_dtype \
             else self.dtype

@@ -349,7 +349,8 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
     y = Buffer("y", out_ref or "%y", y_type, "y", elements=y_type.row_size, per_row=True)
     plan = plan_memory(graph, tile_rows, exclude={out_ref} - {None})
     if out_ref is None:     # a tile of y at the arena's end, for an entry with one pointer
-        plan = MemoryPlan(plan.offsets, plan.size + buffer_elements(y_type, tile_rows))
+        plan = MemoryPlan(plan.offsets, plan.size + buffer_elements(y_type, tile_rows,
+                                                                    x_type.np_dtype.itemsize))
     layout = inference_layout(graph, panel)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]

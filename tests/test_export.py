@@ -93,7 +93,7 @@ def predict_with_driver(exported, X, tmp_path, flags, env=None, cc="gcc"):
     """The driver's three predictions (internal workspace, own workspace, row by row)."""
     binary = compile_c([HERE / "c" / "export_driver.c", exported.source],
                        tmp_path / f"driver{len(flags)}", flags, exported.source.parent, cc)
-    dtype = np.int8 if exported.output_scale is not None else X.dtype
+    dtype = X.dtype if exported.output_dtype is None else exported.output_dtype
     (tmp_path / "x.bin").write_bytes(X.tobytes())
     args = [binary, tmp_path / "x.bin", tmp_path / "y.bin", len(X)]
     run(args + ([exported.weights] if exported.weights else []), env)

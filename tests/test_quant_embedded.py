@@ -49,7 +49,7 @@ def run_on_cortex_m(exported, X, directory: Path, repeats: int = 1):
     np.savetxt(directory / "rows.txt", X, fmt="%.9g")
     model_o, main_o, start_o = (directory / f for f in ("model.o", "main.o", "startup.o"))
     run(["arm-none-eabi-gcc", *STRICT[:-1], *flags, "-c", exported.source, "-o", model_o])
-    integer = ["-DINTEGER_OUTPUT"] if exported.output_scale is not None else []
+    integer = [] if exported.output_dtype is None else ["-DINTEGER_OUTPUT"]
     run(["arm-none-eabi-gcc", *cpu, "-std=gnu99", "-O2", f"-DMODEL={name}",
          f"-DMODEL_UPPER={name.upper()}", f'-DMODEL_HEADER="{name}.h"', '-DROWS_FILE="rows.txt"',
          f"-DREPEATS={repeats}", *integer, "-I", exported.header.parent, "-c", ROWS_MAIN,
@@ -76,7 +76,7 @@ def test_int8_on_cortex_m_under_qemu_equals_interpreter_bit_for_bit(model, targe
     printed, _ = run_on_cortex_m(exported, X, tmp_path)
     expected = qnet.predict(X)
     assert printed.shape == expected.shape
-    if exported.output_scale is not None:
+    if exported.output_dtype is not None:
         np.testing.assert_array_equal(printed, expected.astype(np.int64))
     else:       # %.9g of a float32 reads back as the same float
         np.testing.assert_array_equal(printed.view(np.uint32), expected.view(np.uint32))

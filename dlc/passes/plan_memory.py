@@ -1,15 +1,18 @@
 """Static memory planning: liveness-based reuse of buffers in one arena.
 
-An analysis, not a rewrite: it returns a side table of offsets.
+An analysis, not a rewrite: it returns a side table of offsets.  The arena is counted in
+elements of the graph's float dtype; each buffer takes the bytes of its own dtype (an int8
+value a quarter of a float32's), rounded up to ALIGN elements, so every buffer starts as
+aligned as the vector kernels need, whatever its type.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Graph
+from ..ir import DTYPES, Graph
 from ..ops import OPS
 
-ALIGN = 16  # elements; keeps every buffer 64-byte aligned in float32
+ALIGN = 16  # elements; keeps every buffer 64-byte aligned in float32 (128 in float64)
 
 
 @dataclass(frozen=True)
@@ -34,19 +37,26 @@ def aligned(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def buffer_elements(type_, rows: int) -> int:
-    return aligned(type_.row_size * (rows if type_.batched else 1))
+def buffer_elements(type_, rows: int, unit: int = None) -> int:
+    """Elements of ``unit`` bytes (by default, of the value's own dtype) that hold ``rows``
+    rows of a value of ``type_``, rounded up to ALIGN."""
+    values = type_.row_size * (rows if type_.batched else 1)
+    if unit is not None:
+        values = -(-values * type_.np_dtype.itemsize // unit)
+    return aligned(values)
 
 
 def plan_memory(graph: Graph, rows: int, exclude=frozenset()) -> MemoryPlan:
     """Place every node result not in ``exclude`` (e.g. results written straight to
     the caller's output) so that values alive at the same time never overlap.
     A result shares memory with an input of its node only when the node's kernel
-    works in place and that input dies there."""
+    works in place and that input dies there.  Offsets and lengths are in elements of the
+    graph's dtype (``graph.dtype``), each buffer sized by its own dtype's bytes."""
     last = last_uses(graph)
+    unit = DTYPES[graph.dtype].itemsize
     live, offsets, size = [], {}, 0     # live: (offset, length, last use)
     for i, node in enumerate(graph.nodes):
-        length = buffer_elements(node.type, rows)
+        length = buffer_elements(node.type, rows, unit)
         for k, ref in enumerate(node.outs):
             if ref in exclude:
                 continue

@@ -46,7 +46,7 @@ class QuantizedModel:
 
     @property
     def output_quantization(self):
-        """(scale, zero point) of an int8 output (output="int8"), else None."""
+        """(scale, zero point) of an integer output (output="int8"), else None."""
         out = self.graph.outputs[0]
         if not self.graph.types()[out].is_integer:
             return None

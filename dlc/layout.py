@@ -146,11 +146,20 @@ def pack_int8_pairs(W: np.ndarray) -> np.ndarray:
     return padded.reshape(pairs, 2, panels, 8).transpose(2, 0, 3, 1).reshape(-1)
 
 
-def transposed(W: np.ndarray) -> np.ndarray:
-    """(K, N) stored as its transpose, (N, K) row-major: each output's weights in a row."""
-    return np.ascontiguousarray(W.T).reshape(-1)
+def pack_int8_quads(W: np.ndarray) -> np.ndarray:
+    """A quantized dense layer's (K, N) int8 weights as the plain kernels read them from
+    flash (runtime/portable_quant.h), no padding: for each group of 4 output channels, for
+    each 4 inputs the 4 channels' 4 weights (16 bytes), then for each of the K % 4 last
+    inputs the 4 channels' weights; then the N % 4 last channels, each one's K weights."""
+    K, N = W.shape
+    K4, N4 = K // 4 * 4, N // 4 * 4
+    groups = W[:, :N4].reshape(K, N4 // 4, 4)                  # [k, group, channel]
+    body = groups[:K4].reshape(K4 // 4, 4, N4 // 4, 4).transpose(2, 0, 3, 1)
+    tail = groups[K4:].transpose(1, 0, 2)
+    parts = [np.concatenate([body[g].reshape(-1), tail[g].reshape(-1)]) for g in range(N4 // 4)]
+    return np.concatenate([*parts, W[:, N4:].T.reshape(-1)]).astype(W.dtype)
 
 
 # How a kernel may read a parameter (ops.Kernel.packed, or a target's override, names one
 # of these).
-PACKINGS = {"int8_pairs": pack_int8_pairs, "transposed": transposed}
+PACKINGS = {"int8_pairs": pack_int8_pairs, "int8_quads": pack_int8_quads}

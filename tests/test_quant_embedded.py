@@ -39,11 +39,11 @@ def rows_for(qnet, n=ROWS, seed=0):
     return (np.random.default_rng(seed).normal(size=(n, qnet.n_inputs)) * 2).astype(np.float32)
 
 
-def run_on_cortex_m(exported, X, directory: Path, repeats: int = 1):
+def run_on_cortex_m(exported, X, directory: Path, repeats: int = 1, extra_flags=()):
     """(the outputs printed for rows X, instructions per prediction): the export built with
-    its target's flags around tests/c/cortex_m_rows.c, run under QEMU counting
-    instructions."""
-    flags = dlc.export.TARGETS[exported.target].flags
+    its target's flags (and ``extra_flags``) around tests/c/cortex_m_rows.c, run under QEMU
+    counting instructions."""
+    flags = [*dlc.export.TARGETS[exported.target].flags, *extra_flags]
     cpu = [f for f in flags if f.startswith("-m")]
     name = exported.name
     np.savetxt(directory / "rows.txt", X, fmt="%.9g")
@@ -118,3 +118,58 @@ def test_generic_int8_export_equals_interpreter_on_the_host(model, cc, tmp_path)
     X = rows_for(qnet, 200)
     for y in predict_with_driver(exported, X, tmp_path, STRICT, cc=cc):
         np.testing.assert_array_equal(y, qnet.predict(X))
+
+
+def qout_records(n=30000, seed=0):
+    """(sum, bias, multiplier, shift, y_zero, lo, hi) records: a third whose sum plus bias
+    lands inside the output range (every shift that allows it), a third exactly halfway
+    between two outputs (the rounding rule), a third anywhere in int32 (saturating)."""
+    rng = np.random.default_rng(seed)
+    k = n // 3
+    multipliers = rng.integers(2 ** 30, 2 ** 31, n)
+    shifts = np.concatenate([rng.integers(-30, 23, k), rng.integers(1, 23, k),
+                             rng.integers(-30, 32, n - 2 * k)])
+    multipliers[k:2 * k] = 2 ** 30      # acc 2^(1 + shift) (j + 1/2) -> j + 1/2, a tie
+    acc = np.concatenate([
+        np.rint(rng.uniform(-300, 300, k) * 2.0 ** (31 + shifts[:k]) / multipliers[:k]),
+        (2 * rng.integers(-150, 150, k) + 1) * 2.0 ** shifts[k:2 * k],
+        rng.uniform(-2 ** 32, 2 ** 32, n - 2 * k)])
+    info = np.iinfo(np.int32)
+    acc = np.clip(acc, info.min, info.max).astype(np.int64)
+    biases = np.clip(rng.integers(-2 ** 31, 2 ** 31, n), info.min, info.max)
+    biases[:2 * k] = rng.integers(-1000, 1000, 2 * k)
+    sums = np.clip(acc - biases, info.min, info.max)
+    zeros = rng.integers(-128, 128, n)
+    lo = np.where(rng.random(n) < 0.3, zeros, -128)
+    records = np.stack([sums, biases, multipliers, shifts, zeros, lo, np.full(n, 127)], 1)
+    return records.astype(np.int32)
+
+
+def qout_expected(records):
+    s, b, m, shift, zero, lo, hi = (records[:, i].astype(np.int64) for i in range(7))
+    return np.clip(dlc.ops.requantize(s + b, m, shift) + zero, lo, hi)
+
+
+def test_plain_requantization_equals_the_interpreter(tmp_path):
+    """dlc_plain_qout's 32-bit path (QADD and the high word of one multiply on the DSP
+    cores) equals dlc/ops.py's requantization on every shift, on the host (gcc) and on the
+    emulated Cortex-M4."""
+    records = qout_records()
+    expected = qout_expected(records)
+    inside = (expected > records[:, 5]) & (expected < 127)
+    assert inside.mean() > 0.35        # these test the rounding, not the clamp
+    (tmp_path / "qout.bin").write_bytes(records.tobytes())
+    runtime = Path(dlc.render.resource_dir("runtime"))
+    host = tmp_path / "qout"
+    run(["gcc", *STRICT, "-O2", "-I", runtime, ROWS_MAIN.with_name("plain_qout.c"), "-o", host])
+    run([host], cwd=tmp_path)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "qout.out", np.int32), expected)
+    (tmp_path / "qout.out").unlink()
+    cpu = [f for f in dlc.export.TARGETS["cortex-m4"].flags if f.startswith("-m")]
+    elf = tmp_path / "qout.elf"
+    run(["arm-none-eabi-gcc", "-std=gnu99", "-Wall", "-Wextra", "-Werror", *cpu, "-O2", "-I",
+         runtime, "-nostartfiles",
+         "--specs=rdimon.specs", "-T", EXAMPLE / "cortex_m4.ld", EXAMPLE / "startup.c",
+         ROWS_MAIN.with_name("plain_qout.c"), "-lm", "-o", elf])
+    run([*QEMU, "-kernel", elf], cwd=tmp_path, timeout=300)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "qout.out", np.int32), expected)

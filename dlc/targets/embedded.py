@@ -20,7 +20,7 @@ PLAIN_PANEL, DOT_PANEL = 4, 1
 PLAIN = Target("plain", header="export.h.j2", source="export.c.j2",
                kernels={"dense": "embedded/dense.c.j2", "activation": "embedded/activation.c.j2",
                         "softmax": "embedded/softmax.c.j2", "qdense": "embedded/qdense.c.j2"},
-               packed={"qdense": (("W", "transposed"),)})
+               packed={"qdense": (("W", "int8_quads"),)})
 
 ARM_CC = "arm-none-eabi-gcc"
 # ISO C99 turns off contraction: the plain loops ask for it, so that an FPU's

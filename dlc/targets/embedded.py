@@ -4,7 +4,8 @@ the program's shape on it (rows per tile, weight panels, packed blocks or none).
 
 Microcontrollers and the ``generic`` machine take the plain kernels
 (runtime/portable.h, templates/embedded/): one tile of one row, weights read in place as
-4-column panels in flash, no packed blocks, one function per activation the model uses.
+4-column panels in flash (a group of panels at once, in vectors, where the machine has
+them), no packed blocks, one function per activation the model uses.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import Optional
 from . import Target
 
 # The plain kernels' weight panels (DLC_PLAIN_PANEL of runtime/portable.h, which the
-# export defines): 4 outputs at once in registers on a microcontroller; 1 (W transposed,
-# dot products) for optimising compilers, whose vectorisers do best with those.
-PLAIN_PANEL, DOT_PANEL = 4, 1
+# export defines): 4 outputs at once, in registers on a microcontroller, one vector of a
+# group of panels summed together where there are vector registers.
+PLAIN_PANEL = 4
 PLAIN = Target("plain", header="export.h.j2", source="export.c.j2",
                kernels={"dense": "embedded/dense.c.j2", "activation": "embedded/activation.c.j2",
                         "softmax": "embedded/softmax.c.j2"})
@@ -57,7 +58,7 @@ def cortex_m(core: str, fpu: Optional[str], about: str) -> ExportTarget:
                         about=about)
 
 
-GENERIC = ExportTarget("generic", PLAIN, (*PLAIN_FLAGS, "-O2"), tile_rows=1, panel=DOT_PANEL,
+GENERIC = ExportTarget("generic", PLAIN, (*PLAIN_FLAGS, "-O2"), tile_rows=1, panel=PLAIN_PANEL,
                        packed=False, align=16,
                        about="plain loops for any C99 compiler, built here with the host's cc")
 CORTEX_M = (

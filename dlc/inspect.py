@@ -288,13 +288,19 @@ def painted_stacks(command: tuple, functions: tuple) -> dict:
     that the probe knows, measured by running each over inputs across its range on a
     painted stack, built by ``command`` (the host's compiler and the export's flags)."""
     known = [f for f in functions if f in PROBED]
-    if not known:
-        return {}
-    probes = " ".join(f"PROBE({f}, {PROBED[f]})" for f in known)
+    return paint_measure(command, [(f, PROBED[f]) for f in known]) if known else {}
+
+
+def paint_measure(command: tuple, probes: list, prelude: str = "", sources=()) -> dict:
+    """{function: stack bytes} of each (function, argument type) in ``probes`` called on a
+    painted stack over the probe's inputs, in a program that ``command`` builds from the
+    probe (after ``prelude``) and ``sources``."""
+    calls = " ".join(f"PROBE({f}, {ctype})" for f, ctype in probes)
     with tempfile.TemporaryDirectory() as tmp:
         source, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
-        source.write_text(PAINT_PROBE.replace("PROBES", probes))
-        run_compiler([*command, "-fstack-usage", str(source), "-o", str(exe), "-lm"])
+        source.write_text(prelude + PAINT_PROBE.replace("PROBES", calls))
+        run_compiler([*command, "-fstack-usage", str(source), *map(str, sources), "-o",
+                      str(exe), "-lm"])
         usage = "".join(su.read_text() for su in Path(tmp).glob("*.su"))
         frame = int(re.search(r":painted\t(\d+)", usage).group(1))
         done = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
@@ -319,7 +325,7 @@ ARM_FUNCTION = re.compile(r"^[0-9a-f]+ <([^>]+)>:$")
 ARM_PUSH = re.compile(r"\t(?:push(?:\.w)?|stmdb(?:\.w)?\s+sp!,)\s*\{([^}]*)\}")
 ARM_VPUSH = re.compile(r"\t(?:vpush|vstmdb\s+sp!,)\s*\{([^}]*)\}")
 ARM_SUB_SP = re.compile(r"\tsub(?:\.w|w)?\s+sp,\s*(?:sp,\s*)?#(\d+)")
-ARM_CALL = re.compile(r"\tR_ARM_(?:THM_CALL|THM_JUMP24|THM_JUMP19|CALL|JUMP24)\s+(\S+)")
+ARM_CALL = re.compile(r"\sR_ARM_(?:THM_CALL|THM_JUMP24|THM_JUMP19|CALL|JUMP24)\s+(\S+)")
 
 
 def register_bytes(registers: str, size: int) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dlc
+from dlc.inspect import PROBED, paint_measure
 from helpers import assert_matches, random_model
 from test_export import STRICT, digits_like, every_activation, predict_with_driver
 
@@ -144,3 +145,26 @@ def test_unknown_target_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="target must be a string"):
         dlc.inspect(net, target=4)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_generic_stack_on_the_host_bounds_a_painted_run(dtype, tmp_path):
+    """The stated stack of a host build counts libm (measured on a painted stack) and the
+    red zone: a whole prediction run on a painted stack takes no more."""
+    net = every_activation(dtype)
+    exported = dlc.export_c(net, tmp_path, name="model", target="generic")
+    footprint = exported.footprint
+    assert footprint.external == ()
+    assert footprint.chain[-1] in PROBED      # the deepest call is into libm
+    ctype = "float" if dtype == "float32" else "double"
+    prelude = (f'#include "model.h"\nstatic {ctype} x[MODEL_N_INPUTS], y[MODEL_N_OUTPUTS];\n'
+               f"static double workspace[MODEL_WORKSPACE_BYTES / sizeof(double) + 1];\n"
+               f"static inline __attribute__((always_inline)) double predict(double v)\n"
+               f"{{\n    for (int i = 0; i < MODEL_N_INPUTS; i++) {{\n"
+               f"        x[i] = ({ctype})(v * (i % 3 - 1));\n    }}\n"
+               f"    return model_predict(x, y, 1, workspace) + y[0];\n}}\n")
+    command = (*dlc.build.compiler_command(), *dlc.export.TARGETS["generic"].flags,
+               f"-I{tmp_path}")
+    used = paint_measure(command, [("predict", "double")], prelude,
+                         [exported.source])["predict"]
+    assert 0 < used <= footprint.stack, (used, footprint)

@@ -5,6 +5,7 @@ equal Python's, the stack painted in the program never goes past the stated figu
 workspace guard survives and the RAM and flash the header states are what was built.
 .ci/run installs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm."""
 import re
+import warnings
 import subprocess
 from pathlib import Path
 
@@ -168,3 +169,49 @@ def test_generic_stack_on_the_host_bounds_a_painted_run(dtype, tmp_path):
     used = paint_measure(command, [("predict", "double")], prelude,
                          [exported.source])["predict"]
     assert 0 < used <= footprint.stack, (used, footprint)
+
+
+def test_a_model_too_big_for_the_part_warns_or_raises_with_the_figures(tmp_path):
+    big = dlc.Sequential([dlc.Input(64), dlc.Dense(128), dlc.ReLU(), dlc.Dense(128), dlc.ReLU(),
+                          dlc.Dense(10), dlc.Softmax()], dtype="float32", seed=0)
+    with pytest.warns(dlc.export.PartTooSmall) as caught:
+        exported = dlc.export_c(big, tmp_path / "warn", name="big", target="cortex-m0")
+    footprint = exported.footprint
+    assert footprint.flash > 32 * 1024
+    message = str(caught[0].message)
+    assert message.startswith("the model does not fit the cortex-m0 part: ")
+    assert (f"flash {footprint.flash} bytes ({footprint.text} code, {footprint.rodata} "
+            f"constants, {footprint.data} data) > 32768") in message
+    assert "RAM" not in message      # 2 KiB of RAM and stack fit in 8
+    with pytest.raises(dlc.export.PartTooSmallError, match=f"flash {footprint.flash} bytes"):
+        dlc.export_c(big, tmp_path / "strict", name="big", target="cortex-m0", strict=True)
+    dlc.export_c(big, tmp_path / "fits", name="big", target="cortex-m0",
+                 flash_bytes=footprint.flash, ram_bytes=footprint.ram + footprint.stack,
+                 strict=True)
+
+
+def test_part_limits_are_checked_on_ram_with_the_stack(tmp_path):
+    net = dlc.Sequential([dlc.Input(64), dlc.Dense(32), dlc.ReLU(), dlc.Dense(10),
+                          dlc.Softmax()], dtype="float32", seed=0)
+    with pytest.raises(dlc.export.PartTooSmallError) as raised:
+        exported = dlc.export_c(net, tmp_path, name="net", target="cortex-m4", ram_bytes=160,
+                                strict=True)
+    footprint = dlc.inspect(net, target="cortex-m4").footprint
+    need = footprint.ram + footprint.stack
+    assert need > 160 and footprint.workspace < 160
+    assert (f"RAM {need} bytes ({footprint.workspace} workspace, 0 data and bss, "
+            f"{footprint.stack} stack) > 160") in str(raised.value)
+    assert "flash" not in str(raised.value)
+    with pytest.warns(dlc.export.PartTooSmall, match=r"generic part: RAM \d+ bytes .*\) > 100$"):
+        dlc.export_c(net, tmp_path, name="net", target="generic", ram_bytes=100)
+    with pytest.raises(ValueError, match="ram_bytes must be"):
+        dlc.export_c(net, tmp_path, name="net", target="cortex-m4", ram_bytes=0)
+    with pytest.raises(ValueError, match="need footprint=True"):
+        dlc.export_c(net, tmp_path, name="net", target="host", flash_bytes=10,
+                     footprint=False)
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        dlc.export_c(net, tmp_path, name="net", target="host", strict=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exported = dlc.export_c(net, tmp_path, name="net", target="cortex-m4")
+    assert exported.footprint.flash <= 256 * 1024

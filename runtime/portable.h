@@ -87,20 +87,22 @@ static inline __attribute__((always_inline)) void dlc_plain_dense(
     size_t rows, size_t n_in, size_t n_out, const float *restrict x, const float *restrict W,
     const float *restrict b, float *restrict y)
 {
+    const size_t group = 4 * DLC_PLAIN_GROUP, full = n_out - n_out % group;
     for (size_t i = 0; i < rows; i++, x += n_in, y += n_out) {
-        for (size_t j = 0; j < n_out; j += 4 * DLC_PLAIN_GROUP) {
-            const size_t n = n_out - j < 4 * DLC_PLAIN_GROUP ? n_out - j : 4 * DLC_PLAIN_GROUP;
-            const float *w = W + j * n_in;
-            switch ((n + 3) / 4) {     /* a constant g: the sums stay in registers */
-            case 8: dlc_plain_panels(8, n_in, n, x, w, b + j, y + j); break;
-            case 7: dlc_plain_panels(7, n_in, n, x, w, b + j, y + j); break;
-            case 6: dlc_plain_panels(6, n_in, n, x, w, b + j, y + j); break;
-            case 5: dlc_plain_panels(5, n_in, n, x, w, b + j, y + j); break;
-            case 4: dlc_plain_panels(4, n_in, n, x, w, b + j, y + j); break;
-            case 3: dlc_plain_panels(3, n_in, n, x, w, b + j, y + j); break;
-            case 2: dlc_plain_panels(2, n_in, n, x, w, b + j, y + j); break;
-            default: dlc_plain_panels(1, n_in, n, x, w, b + j, y + j); break;
-            }
+        for (size_t j = 0; j < full; j += group) {
+            dlc_plain_panels(DLC_PLAIN_GROUP, n_in, group, x, W + j * n_in, b + j, y + j);
+        }
+        const size_t n = n_out - full;
+        const float *w = W + full * n_in;
+        switch ((n + 3) / 4) {     /* a constant g: the sums stay in registers */
+        case 7: dlc_plain_panels(7, n_in, n, x, w, b + full, y + full); break;
+        case 6: dlc_plain_panels(6, n_in, n, x, w, b + full, y + full); break;
+        case 5: dlc_plain_panels(5, n_in, n, x, w, b + full, y + full); break;
+        case 4: dlc_plain_panels(4, n_in, n, x, w, b + full, y + full); break;
+        case 3: dlc_plain_panels(3, n_in, n, x, w, b + full, y + full); break;
+        case 2: dlc_plain_panels(2, n_in, n, x, w, b + full, y + full); break;
+        case 1: dlc_plain_panels(1, n_in, n, x, w, b + full, y + full); break;
+        default: break;
         }
     }
 }

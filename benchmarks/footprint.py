@@ -3,7 +3,7 @@
 and workspace, measured on the object each target's compiler builds; and on this x86-64
 machine, batch-1 latency of the host and generic exports next to a hand-written
 plain-loop C of the same net (plain_mlp.c), at three flag sets: CPU time per call, the
-best of several rounds in which every program runs in turn.
+median of several rounds in which every program runs in turn.
 
     python benchmarks/footprint.py [--quick]
 """
@@ -33,7 +33,7 @@ from workloads import WORKLOADS, dlc_net  # noqa: E402
 
 HOST_FLAGS = {"-O2": ("-O2",), "-O3 native": ("-O3", "-march=native"),
               "-O3 native fast-math": ("-O3", "-march=native", "-ffast-math")}
-COLUMNS = ("target", "flags", "text", "weights", "data", "bss", "stack", "workspace",
+COLUMNS = ("target", "flags", "text", "weights", "data", "bss", "flash", "stack", "workspace",
            "batch-1 us")
 
 
@@ -73,27 +73,27 @@ def cpu_seconds(exe: Path, calls: int) -> float:
 
 
 def interleaved_us(programs: dict, seconds: float, rounds: int) -> dict:
-    """label -> us of CPU per batch-1 call: the best over ``rounds`` of the difference
+    """label -> us of CPU per batch-1 call: the median over ``rounds`` of the difference
     between runs of n calls (about ``seconds`` long) and of n / 10 (which cancels the
     start-up), the programs run in turn so that the machine's load hits them alike."""
     calls = {label: max(100, int(seconds * 1000 / max(cpu_seconds(exe, 1000), 1e-4)))
              for label, exe in programs.items()}
-    best = {label: float("inf") for label in programs}
+    times = {label: [] for label in programs}
     for _ in range(rounds):
         for label, exe in programs.items():
             n = calls[label]
             spent = cpu_seconds(exe, n) - cpu_seconds(exe, n // 10)
-            best[label] = min(best[label], spent / (n - n // 10) * 1e6)
-    return best
+            times[label].append(spent / (n - n // 10) * 1e6)
+    return {label: float(np.median(t)) for label, t in times.items()}
 
 
 def row(target, flags, fp, us=None) -> tuple:
-    return (target, flags, fp.text, fp.rodata, fp.data, fp.bss, fp.stack, fp.workspace,
-            "-" if us is None else f"{us:.3f}")
+    return (target, flags, fp.text, fp.rodata, fp.data, fp.bss, fp.flash, fp.stack,
+            fp.workspace, "-" if us is None else f"{us:.3f}")
 
 
 def model_rows(net, quick: bool) -> list:
-    seconds, rounds = (0.03, 3) if quick else (0.3, 7)
+    seconds, rounds = (0.03, 3) if quick else (0.3, 11)
     rows = []
     for name, target in TARGETS.items():
         with tempfile.TemporaryDirectory() as tmp:
@@ -139,6 +139,16 @@ def print_table(title: str, rows: list) -> None:
     print()
 
 
+def print_ratios(rows: list) -> None:
+    """Batch-1 latency of the host and generic exports over the hand-written loops'."""
+    us = {(r[0].split(" (")[0], r[1]): float(r[-1]) for r in rows if r[-1] != "-"}
+    for label in HOST_FLAGS:
+        plain = us[("hand-written plain loops", label)]
+        print(f"batch 1, {label}: " + ", ".join(
+            f"{name} / plain loops {us[(name, label)] / plain:.2f}" for name in ("host", "generic")))
+    print()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the small model, short timings")
@@ -146,8 +156,9 @@ def main(argv=None) -> None:
     names = ["small"] if args.quick else ["small", "mnist"]
     for name in names:
         w = WORKLOADS[name]
-        print_table(f"footprint: {name} {'-'.join(map(str, w.sizes))}, float32, bytes",
-                    model_rows(dlc_net(w), args.quick))
+        rows = model_rows(dlc_net(w), args.quick)
+        print_table(f"footprint: {name} {'-'.join(map(str, w.sizes))}, float32, bytes", rows)
+        print_ratios(rows)
 
 
 if __name__ == "__main__":

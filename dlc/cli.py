@@ -98,18 +98,33 @@ def cli(debug):
 
 # ---------------------------------------------------------------- inspect
 
+TARGET_HELP = ("Where the code runs: " + ", ".join(TARGETS) + " (the microcontrollers and "
+               "generic take plain loops; their flash, RAM and stack are measured).")
+
+
+def checked_target(target: str) -> str:
+    try:
+        return export_target(target).name
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from None
+
+
 @cli.command(epilog=examples("dlc inspect model.dlc", "dlc inspect --no-ir model.dlc",
-                             "dlc inspect --no-code-size model.dlc"))
+                             "dlc inspect --no-code-size model.dlc",
+                             "dlc inspect --no-ir model.dlc --target cortex-m4"))
 @MODEL
 @click.option("--ir/--no-ir", default=True, show_default=True,
               help="Print the IR before and after the inference passes.")
 @click.option("--code-size/--no-code-size", default=True, show_default=True,
               help="Compile the exported C to measure its code and constant bytes.")
-def inspect(model, ir, code_size):
-    """The layers, the IR before and after the passes, and the byte counts."""
+@click.option("--target", default="host", show_default=True, help=TARGET_HELP)
+def inspect(model, ir, code_size, target):
+    """The layers, the IR before and after the passes, and the byte counts (with
+    --target, flash, RAM and stack as built for that target)."""
+    target = checked_target(target)
     net = load_model(model)
     click.echo(layer_table(net))
-    report = inspect_model(net, code_size=code_size)
+    report = inspect_model(net, code_size=code_size, target=target)
     if ir:
         click.echo("\n".join(["# before", report.before, "# after", report.after]))
     click.echo("# summary")
@@ -148,19 +163,14 @@ def layer_table(net) -> str:
               help="Prefix of the C symbols and file names.")
 @click.option("--weights", type=click.Choice(["embedded", "file"]), default="embedded",
               show_default=True, help="Bake the weights into NAME.c or write NAME.weights.")
-@click.option("--target", default="host", show_default=True,
-              help="Where the code runs: " + ", ".join(TARGETS) + " (the microcontrollers "
-                   "and generic take plain loops; their flash, RAM and stack are measured).")
+@click.option("--target", default="host", show_default=True, help=TARGET_HELP)
 def export(model, directory, name, weights, target):
     """Write the model as standalone C99 (no malloc, only libm)."""
     try:
         check_name(name)
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
-    try:
-        export_target(target)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--target") from None
+    checked_target(target)
     exported = export_c(load_model(model), directory, name=name, weights=weights,
                         target=target)
     for path in (exported.header, exported.source, exported.weights):

@@ -24,6 +24,7 @@ from .layout import pack_params
 from .passes import INFERENCE_PIPELINE
 from .targets.export import (TARGETS, WEIGHTS_MAGIC, WEIGHTS_VERSION, export_target,
                              generate_export, target_program)
+from .targets.embedded import PartTooSmall, PartTooSmallError, check_fits  # noqa: F401
 from .targets.isa import check_isa
 
 WEIGHTS = ("embedded", "file")
@@ -82,7 +83,8 @@ def check_name(name) -> str:
 
 def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
              passes=INFERENCE_PIPELINE, tile_rows: int = None, target: str = "host",
-             isa: str = "portable", footprint: bool = None) -> ExportedModel:
+             isa: str = "portable", footprint: bool = None, flash_bytes: int = None,
+             ram_bytes: int = None, strict: bool = False) -> ExportedModel:
     """Write ``name``.h and ``name``.c (C99, no malloc, only standard headers and libm)
     into ``directory``.  ``weights="file"`` writes the parameters to ``name``.weights,
     read by the generated ``name``_load_weights(path), instead of baking them in.
@@ -95,7 +97,12 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
     "x86-64-v3", "x86-64-v4", "native" (this CPU's level) or "dispatch" (all, chosen at
     run time); the plain-loop targets take only "portable".  ``footprint`` (by default on for
     every target but "host") builds the export with the target's compiler and states the
-    flash, RAM and stack it measures in the header and in ``.footprint``."""
+    flash, RAM and stack it measures in the header and in ``.footprint``; when they
+    exceed the part's flash or RAM (with the stack) it warns (``PartTooSmall``) naming the
+    figures, or raises ``PartTooSmallError`` with ``strict=True``.  ``flash_bytes`` and
+    ``ram_bytes`` are the part's, by default the target's (a Cortex-M0 32 KiB and 8 KiB,
+    M4 256 and 64, M7 1024 and 256; no limit for generic and host); giving them measures
+    the footprint of any target."""
     _check_model(net)
     check_name(name)
     if not isinstance(weights, str) or weights not in WEIGHTS:
@@ -105,6 +112,8 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         tile_rows = check_int(tile_rows, "tile_rows", low=1)
     if footprint is not None and not isinstance(footprint, bool):
         raise TypeError(f"footprint must be True, False or None, got {footprint!r}")
+    limits = part_limits(flash_bytes, ram_bytes, strict, footprint)
+    footprint = True if limits and footprint is None else footprint
     check_isa(isa)
     if machine.name != "host" and isa != "portable":
         raise ValueError(f"isa {isa!r} chooses among the host target's vector kernels; "
@@ -139,6 +148,7 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
         inspection = replace(inspection, footprint=measure_footprint(
             directory / f"{name}.c", name, machine, program.workspace_bytes))
         write(inspection)
+        check_fits(inspection.footprint, machine, flash_bytes, ram_bytes, strict)
     if weights_path:
         write_weights(weights_path, block)
     return ExportedModel(name, directory / f"{name}.h", directory / f"{name}.c", weights_path,
@@ -147,6 +157,20 @@ def export_c(net, directory, name: str = "model", *, weights: str = "embedded",
                          inspection, machine.name, *(output_quantization or (None, None)),
                          np.dtype(DTYPES[program.output_dtype]) if program.output_dtype
                          else None)
+
+
+def part_limits(flash_bytes, ram_bytes, strict, footprint) -> bool:
+    """Whether export_c was given a part's limits (checked), which need the footprint."""
+    for value, what in ((flash_bytes, "flash_bytes"), (ram_bytes, "ram_bytes")):
+        if value is not None:
+            check_int(value, what, low=1)
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    given = flash_bytes is not None or ram_bytes is not None
+    if given and footprint is False:
+        raise ValueError("flash_bytes and ram_bytes are checked against the measured "
+                         "footprint: they need footprint=True (or None)")
+    return given
 
 
 def write_weights(path: Path, block: np.ndarray) -> None:

@@ -202,12 +202,117 @@ def measure_footprint(source: Path, name: str, target: ExportTarget, workspace: 
         library_frames, library_calls = library_graph(tuple(command))
         frames = {**library_frames, **frames}
         calls = {**library_calls, **calls}
+    else:
+        frames = host_frames(tuple(command), frames, calls, f"{name}_predict")
     chain = deepest_chain(f"{name}_predict", frames, calls)
     external = sorted(reachable(f"{name}_predict", calls) - set(frames))
     return Footprint(
         command=" ".join([*command, "-c", source.name]), text=sections.text,
         rodata=sections.rodata, data=sections.data, bss=sections.bss, workspace=workspace,
         stack=sum(frames[f] for f in chain), chain=tuple(chain), external=tuple(external))
+
+
+def host_frames(command: tuple, frames: dict, calls: dict, entry: str) -> dict:
+    """The frames of a host build: each leaf function of the file's with the red zone it
+    may use, and the shared-library functions it reaches with the stack they were
+    measured to take."""
+    zone = red_zone(command)
+    own = {f: size + (zone if not calls.get(f) else 0) for f, size in frames.items()}
+    outside = tuple(sorted(reachable(entry, calls) - set(frames)))
+    return {**painted_stacks(command, outside), **own}
+
+
+@lru_cache(maxsize=None)
+def red_zone(command: tuple) -> int:
+    """Bytes below the stack pointer that the ABI of ``command``'s machine lets a leaf
+    function use without moving it (x86-64's 128), which -fstack-usage does not count."""
+    machine = subprocess.run([*command[:1], "-dumpmachine"], capture_output=True,
+                             text=True).stdout
+    return 128 if machine.startswith("x86_64") else 0
+
+
+# Paints a stack region, calls a function there, and counts the bytes still painted: the
+# stack the call took, shared-library frames, the dynamic linker's binding on the first
+# call and the red zone included.  `region` is PAINT bytes in a frame of FRAME bytes (its
+# .su line), so a call that left n bytes painted took at most FRAME - n.
+PAINT_PROBE = r"""
+#include <math.h>
+#include <stdio.h>
+#define PAINT 65536
+static volatile double sink;
+__attribute__((noinline)) static void paint(void)
+{
+    volatile unsigned char region[PAINT];
+    for (size_t i = 0; i < PAINT; i++) {
+        region[i] = 0xa5;
+    }
+}
+__attribute__((noinline)) static size_t painted(void)
+{
+    volatile unsigned char region[PAINT];
+    size_t n = 0;
+    while (n < PAINT && region[n] == 0xa5) {
+        n++;
+    }
+    return n;
+}
+static const double inputs[] = {0.0, -0.0, 1e-40, -1e-40, 1e-30, -1e-30, 1e-8, -1e-8, 1e-3,
+    -1e-3, 0.1, -0.1, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 8.0, -8.0, 20.0, -20.0, 80.0, -80.0,
+    88.7, -87.4, 89.0, -104.0, 200.0, -200.0, 710.0, -746.0, 1e5, -1e5, 1e30, -1e30,
+    1e300, -1e300, HUGE_VAL, -HUGE_VAL, NAN};
+int main(void)
+{
+    size_t least;
+#define PROBE(f, T)                                                       \
+    least = PAINT;                                                        \
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {       \
+        paint();                                                          \
+        sink = f((T)inputs[i]);                                           \
+        size_t n = painted();                                             \
+        least = n < least ? n : least;                                    \
+    }                                                                     \
+    printf("%s %zu\n", #f, least);
+    PROBES
+    return 0;
+}
+"""
+# libm functions of one argument the probe can call: (name, argument type).
+PROBED = {f"{base}{suffix}": ctype for base in ("exp", "expm1", "log", "log1p", "tanh", "sqrt",
+                                                "exp2", "log2", "cosh", "sinh", "erf")
+          for suffix, ctype in (("", "double"), ("f", "float"))}
+
+
+@lru_cache(maxsize=None)
+def painted_stacks(command: tuple, functions: tuple) -> dict:
+    """{function: stack bytes} of the shared-library functions (libm's) in ``functions``
+    that the probe knows, measured by running each over inputs across its range on a
+    painted stack, built by ``command`` (the host's compiler and the export's flags)."""
+    known = [f for f in functions if f in PROBED]
+    measured = paint_measure(command, [(f, PROBED[f]) for f in known]) if known else {}
+    return {f: used + BINDING_ALIGNMENT for f, used in measured.items()}
+
+
+# The dynamic linker saves the vector registers when it binds a function on its first call
+# in an area it aligns to 64 bytes: a run sees one alignment of the stack pointer (16 bytes
+# apart), another run may take up to 48 bytes more.
+BINDING_ALIGNMENT = 64 - 16
+
+
+def paint_measure(command: tuple, probes: list, prelude: str = "", sources=()) -> dict:
+    """{function: stack bytes} of each (function, argument type) in ``probes`` called on a
+    painted stack over the probe's inputs, in a program that ``command`` builds from the
+    probe (after ``prelude``) and ``sources``."""
+    calls = " ".join(f"PROBE({f}, {ctype})" for f, ctype in probes)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
+        source.write_text(prelude + PAINT_PROBE.replace("PROBES", calls))
+        run_compiler([*command, "-fstack-usage", str(source), *map(str, sources), "-o",
+                      str(exe), "-lm"])
+        usage = "".join(su.read_text() for su in Path(tmp).glob("*.su"))
+        frame = int(re.search(r":painted\t(\d+)", usage).group(1))
+        done = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
+    least = dict(line.split() for line in done.stdout.splitlines())
+    return {f: frame - int(n) for f, n in least.items()}
 
 
 def reachable(function: str, calls: dict) -> set:
@@ -227,7 +332,7 @@ ARM_FUNCTION = re.compile(r"^[0-9a-f]+ <([^>]+)>:$")
 ARM_PUSH = re.compile(r"\t(?:push(?:\.w)?|stmdb(?:\.w)?\s+sp!,)\s*\{([^}]*)\}")
 ARM_VPUSH = re.compile(r"\t(?:vpush|vstmdb\s+sp!,)\s*\{([^}]*)\}")
 ARM_SUB_SP = re.compile(r"\tsub(?:\.w|w)?\s+sp,\s*(?:sp,\s*)?#(\d+)")
-ARM_CALL = re.compile(r"\tR_ARM_(?:THM_CALL|THM_JUMP24|THM_JUMP19|CALL|JUMP24)\s+(\S+)")
+ARM_CALL = re.compile(r"\sR_ARM_(?:THM_CALL|THM_JUMP24|THM_JUMP19|CALL|JUMP24)\s+(\S+)")
 
 
 def register_bytes(registers: str, size: int) -> int:

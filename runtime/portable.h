@@ -10,30 +10,99 @@
 #include "activations.h"
 #include "dlc_runtime.h"
 
-/* The weight matrices of the plain dense kernel are column panels this many columns wide
- * (dlc/targets/embedded.py packs them so, and an export defines it): with 4 (the
- * microcontrollers), four outputs are summed at once, in four registers, from one read of
- * each input; with 1 (generic), W is stored transposed and each output is one dot
- * product, which optimising compilers vectorise best. */
-#ifndef DLC_PLAIN_PANEL
-#define DLC_PLAIN_PANEL 4
+/* The weight matrices of the plain dense kernel are column panels 4 columns wide
+ * (dlc/targets/embedded.py packs them so, and an export defines it): four outputs are
+ * summed at once, in four registers (one vector on a machine that has them), from one read
+ * of each input, each sum over k in order. */
+#if defined(DLC_PLAIN_PANEL) && DLC_PLAIN_PANEL != 4
+#error "the plain kernels read weight panels 4 columns wide"
 #endif
 
-#if DLC_PLAIN_PANEL == 1
-/* y = x W + b: x is (rows, n_in), W (n_in, n_out) stored transposed (n_out, n_in), b is
- * (n_out), y is (rows, n_out).  Each output is summed over k in order, from 0, then the
- * bias added. */
-static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
-                                   const dlc_real *W, const dlc_real *b, dlc_real *y)
+#if !DLC_DOUBLE && defined(__GNUC__) \
+    && (defined(__SSE2__) || defined(__ARM_NEON) || defined(__ALTIVEC__) || defined(__wasm_simd128__))
+/* A machine with vector registers sums a group of up to DLC_PLAIN_GROUP panels at once, one
+ * vector of 4 sums per panel: independent chains enough to keep its adders busy (one
+ * panel alone waits on each add), each sum still over k in order. */
+#define DLC_PLAIN_GROUP 8
+typedef float dlc_quad __attribute__((vector_size(16)));
+#define DLC_PLAIN_UNROLL _Pragma("GCC unroll 8")
+
+#if defined(__AVX__) && (defined(__FAST_MATH__) || defined(__ASSOCIATIVE_MATH__))
+/* Sums that may be reordered (-ffast-math) run on twice the lanes: one 8-lane load holds
+ * rows k and k + 1 of a panel, summed apart, the halves added at the end. */
+#define DLC_PLAIN_PAIRS 1
+typedef float dlc_oct __attribute__((vector_size(32)));
+#endif
+
+/* y[0.. n_out) of one row from the g panels at W, each n_in rows of 4 columns. */
+static inline __attribute__((always_inline)) void dlc_plain_panels(
+    size_t g, size_t n_in, size_t n_out, const float *restrict x, const float *restrict W,
+    const float *restrict b, float *restrict y)
 {
-    for (size_t i = 0; i < rows; i++, x += n_in, y += n_out) {
-        for (size_t j = 0; j < n_out; j++) {
-            const dlc_real *w = W + j * n_in;
-            dlc_real s = 0;
-            for (size_t k = 0; k < n_in; k++) {
-                s += x[k] * w[k];
+    dlc_quad s[DLC_PLAIN_GROUP] = {{0}};
+    size_t k = 0;
+#ifdef DLC_PLAIN_PAIRS
+    dlc_oct t[DLC_PLAIN_GROUP] = {{0}};
+    for (; k + 1 < n_in; k += 2) {
+        const dlc_oct xk = {x[k], x[k], x[k], x[k], x[k + 1], x[k + 1], x[k + 1], x[k + 1]};
+        DLC_PLAIN_UNROLL
+        for (size_t p = 0; p < g; p++) {
+            dlc_oct w;
+            memcpy(&w, W + (p * n_in + k) * 4, sizeof w);
+            t[p] += xk * w;
+        }
+    }
+    DLC_PLAIN_UNROLL
+    for (size_t p = 0; p < g; p++) {
+        dlc_quad half[2];
+        memcpy(half, &t[p], sizeof half);
+        s[p] = half[0] + half[1];
+    }
+#endif
+    for (; k < n_in; k++) {
+        DLC_PLAIN_UNROLL
+        for (size_t p = 0; p < g; p++) {
+            dlc_quad w;
+            memcpy(&w, W + (p * n_in + k) * 4, sizeof w);
+            s[p] += x[k] * w;
+        }
+    }
+    DLC_PLAIN_UNROLL
+    for (size_t p = 0; p < g; p++) {
+        if (4 * p + 4 <= n_out) {
+            dlc_quad bias;
+            memcpy(&bias, b + 4 * p, sizeof bias);
+            s[p] += bias;
+            memcpy(y + 4 * p, &s[p], sizeof s[p]);
+        } else {
+            for (size_t c = 0; 4 * p + c < n_out; c++) {
+                y[4 * p + c] = s[p][c] + b[4 * p + c];
             }
-            y[j] = s + b[j];
+        }
+    }
+}
+
+/* y = x W + b, W in panels of 4 columns as below, DLC_PLAIN_GROUP panels at a time. */
+static inline __attribute__((always_inline)) void dlc_plain_dense(
+    size_t rows, size_t n_in, size_t n_out, const float *restrict x, const float *restrict W,
+    const float *restrict b, float *restrict y)
+{
+    const size_t group = 4 * DLC_PLAIN_GROUP, full = n_out - n_out % group;
+    for (size_t i = 0; i < rows; i++, x += n_in, y += n_out) {
+        for (size_t j = 0; j < full; j += group) {
+            dlc_plain_panels(DLC_PLAIN_GROUP, n_in, group, x, W + j * n_in, b + j, y + j);
+        }
+        const size_t n = n_out - full;
+        const float *w = W + full * n_in;
+        switch ((n + 3) / 4) {     /* a constant g: the sums stay in registers */
+        case 7: dlc_plain_panels(7, n_in, n, x, w, b + full, y + full); break;
+        case 6: dlc_plain_panels(6, n_in, n, x, w, b + full, y + full); break;
+        case 5: dlc_plain_panels(5, n_in, n, x, w, b + full, y + full); break;
+        case 4: dlc_plain_panels(4, n_in, n, x, w, b + full, y + full); break;
+        case 3: dlc_plain_panels(3, n_in, n, x, w, b + full, y + full); break;
+        case 2: dlc_plain_panels(2, n_in, n, x, w, b + full, y + full); break;
+        case 1: dlc_plain_panels(1, n_in, n, x, w, b + full, y + full); break;
+        default: break;
         }
     }
 }

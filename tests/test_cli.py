@@ -76,6 +76,22 @@ def test_inspect_prints_the_ir_and_the_sizes(model):
     assert all(layer.name in out for layer in dlc.load(model).layers)
 
 
+@pytest.mark.parametrize("target", ["cortex-m4", "generic"])
+def test_inspect_target_prints_the_measured_footprint(model, target):
+    out = run("inspect", "--no-ir", "--no-code-size", model, "--target", target).stdout
+    footprint = inspect_model(dlc.load(model), target=target).footprint
+    assert f"{target}: flash bytes: {footprint.flash} (" in out
+    assert f"{target}: RAM bytes: {footprint.ram} (" in out
+    assert f"{target}: stack bytes: {footprint.stack}" in out
+    for line in footprint.summary_lines():
+        assert f"{target}: {line}" in out
+
+
+def test_inspect_unknown_target_is_a_usage_error(model):
+    done = run("inspect", model, "--target", "avr", check=False)
+    assert done.returncode == 2 and "--target" in done.stderr and "'avr'" in done.stderr
+
+
 def test_inspect_reads_a_trainer_checkpoint(tmp_path):
     trainer = reference_trainer(small_net(), loss="cross_entropy")     # no C build needed
     path = tmp_path / "trainer.dlc"

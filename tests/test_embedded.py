@@ -5,6 +5,7 @@ equal Python's, the stack painted in the program never goes past the stated figu
 workspace guard survives and the RAM and flash the header states are what was built.
 .ci/run installs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm."""
 import re
+import warnings
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import dlc
+from dlc.inspect import PROBED, paint_measure
 from helpers import assert_matches, random_model
 from test_export import STRICT, digits_like, every_activation, predict_with_driver
 
@@ -107,8 +109,8 @@ def test_cortex_m4_code_is_fpu_multiply_accumulates_without_double(tmp_path):
                                            ("cortex-m7", "float64")])
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_plain_export_is_strict_c99_and_equals_python_on_the_host(target, dtype, cc, tmp_path):
-    """The plain kernels run on the host too (the cross targets differ only in the weight
-    panels and the flags)."""
+    """The plain kernels run on the host too (the cross targets differ in the flags, and
+    there sum one panel at a time)."""
     net = every_activation(dtype)
     exported = dlc.export_c(net, tmp_path / "out", name="model", target=target,
                             footprint=False)
@@ -122,9 +124,10 @@ def test_plain_export_is_strict_c99_and_equals_python_on_the_host(target, dtype,
 def test_export_carries_only_the_kernels_its_model_calls(tmp_path):
     relu = dlc.Sequential([dlc.Input(8), dlc.Dense(4), dlc.ReLU(), dlc.Dense(3)], seed=0)
     source = dlc.export_c(relu, tmp_path, name="m", target="generic").source.read_text()
-    defined = set(re.findall(r"^static inline \w+ \**(dlc_\w+)\(", source, re.M))
+    defined = set(re.findall(r"^static inline (?:__attribute__\(\(\w+\)\) )?\w+ \**(dlc_\w+)\(",
+                             source, re.M))
     assert defined == {"dlc_bits", "dlc_from_bits", "dlc_mask_if", "dlc_relu",
-                       "dlc_plain_dense", "dlc_plain_relu"}
+                       "dlc_plain_panels", "dlc_plain_dense", "dlc_plain_relu"}
     assert not re.search(r"dlc_(elu|silu|sigmoid1|activate1|softmax|gemm)", source)
 
 
@@ -133,8 +136,7 @@ def test_every_activation_has_a_plain_kernel():
     for name in dlc.ops.ACTIVATIONS:
         if name not in ("none", "softmax"):
             assert f"static inline void dlc_plain_{name}(" in text, name
-    assert f"#define DLC_PLAIN_PANEL {dlc.targets.embedded.PLAIN_PANEL}\n" in text
-    assert f"#if DLC_PLAIN_PANEL == {dlc.targets.embedded.DOT_PANEL}\n" in text
+    assert f"DLC_PLAIN_PANEL != {dlc.targets.embedded.PLAIN_PANEL}\n" in text
 
 
 def test_unknown_target_is_a_clear_error(tmp_path):
@@ -144,3 +146,72 @@ def test_unknown_target_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="target must be a string"):
         dlc.inspect(net, target=4)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_generic_stack_on_the_host_bounds_a_painted_run(dtype, tmp_path):
+    """The stated stack of a host build counts libm (measured on a painted stack) and the
+    red zone: a whole prediction run on a painted stack takes no more."""
+    net = every_activation(dtype)
+    exported = dlc.export_c(net, tmp_path, name="model", target="generic")
+    footprint = exported.footprint
+    assert footprint.external == ()
+    assert footprint.chain[-1] in PROBED      # the deepest call is into libm
+    ctype = "float" if dtype == "float32" else "double"
+    prelude = (f'#include "model.h"\nstatic {ctype} x[MODEL_N_INPUTS], y[MODEL_N_OUTPUTS];\n'
+               f"static double workspace[MODEL_WORKSPACE_BYTES / sizeof(double) + 1];\n"
+               f"static inline __attribute__((always_inline)) double predict(double v)\n"
+               f"{{\n    for (int i = 0; i < MODEL_N_INPUTS; i++) {{\n"
+               f"        x[i] = ({ctype})(v * (i % 3 - 1));\n    }}\n"
+               f"    return model_predict(x, y, 1, workspace) + y[0];\n}}\n")
+    command = (*dlc.build.compiler_command(), *dlc.export.TARGETS["generic"].flags,
+               f"-I{tmp_path}")
+    used = paint_measure(command, [("predict", "double")], prelude,
+                         [exported.source])["predict"]
+    assert 0 < used <= footprint.stack, (used, footprint)
+
+
+def test_a_model_too_big_for_the_part_warns_or_raises_with_the_figures(tmp_path):
+    big = dlc.Sequential([dlc.Input(64), dlc.Dense(128), dlc.ReLU(), dlc.Dense(128), dlc.ReLU(),
+                          dlc.Dense(10), dlc.Softmax()], dtype="float32", seed=0)
+    with pytest.warns(dlc.export.PartTooSmall) as caught:
+        exported = dlc.export_c(big, tmp_path / "warn", name="big", target="cortex-m0")
+    footprint = exported.footprint
+    assert footprint.flash > 32 * 1024
+    message = str(caught[0].message)
+    assert message.startswith("the model does not fit the cortex-m0 part: ")
+    assert (f"flash {footprint.flash} bytes ({footprint.text} code, {footprint.rodata} "
+            f"constants, {footprint.data} data) > 32768") in message
+    assert "RAM" not in message      # 2 KiB of RAM and stack fit in 8
+    with pytest.raises(dlc.export.PartTooSmallError, match=f"flash {footprint.flash} bytes"):
+        dlc.export_c(big, tmp_path / "strict", name="big", target="cortex-m0", strict=True)
+    dlc.export_c(big, tmp_path / "fits", name="big", target="cortex-m0",
+                 flash_bytes=footprint.flash, ram_bytes=footprint.ram + footprint.stack,
+                 strict=True)
+
+
+def test_part_limits_are_checked_on_ram_with_the_stack(tmp_path):
+    net = dlc.Sequential([dlc.Input(64), dlc.Dense(32), dlc.ReLU(), dlc.Dense(10),
+                          dlc.Softmax()], dtype="float32", seed=0)
+    with pytest.raises(dlc.export.PartTooSmallError) as raised:
+        exported = dlc.export_c(net, tmp_path, name="net", target="cortex-m4", ram_bytes=160,
+                                strict=True)
+    footprint = dlc.inspect(net, target="cortex-m4").footprint
+    need = footprint.ram + footprint.stack
+    assert need > 160 and footprint.workspace < 160
+    assert (f"RAM {need} bytes ({footprint.workspace} workspace, 0 data and bss, "
+            f"{footprint.stack} stack) > 160") in str(raised.value)
+    assert "flash" not in str(raised.value)
+    with pytest.warns(dlc.export.PartTooSmall, match=r"generic part: RAM \d+ bytes .*\) > 100$"):
+        dlc.export_c(net, tmp_path, name="net", target="generic", ram_bytes=100)
+    with pytest.raises(ValueError, match="ram_bytes must be"):
+        dlc.export_c(net, tmp_path, name="net", target="cortex-m4", ram_bytes=0)
+    with pytest.raises(ValueError, match="need footprint=True"):
+        dlc.export_c(net, tmp_path, name="net", target="host", flash_bytes=10,
+                     footprint=False)
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        dlc.export_c(net, tmp_path, name="net", target="host", strict=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exported = dlc.export_c(net, tmp_path, name="net", target="cortex-m4")
+    assert exported.footprint.flash <= 256 * 1024

@@ -8,6 +8,13 @@
 
 #include "dlc_runtime.h"
 
+/* The intrinsics, on x86 under GCC or clang whatever the target: the first inclusion
+ * declares each with its own target, so that the ISA regions of an export
+ * (dlc/targets/isa.py) that use them after it need not be the first. */
+#if defined(__AVX2__) || (defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)))
+#include <immintrin.h>
+#endif
+
 /* The requantization floors with a right shift of a negative value: implementation-defined
  * in C99 and arithmetic in gcc, clang and the embedded compilers; refuse any other. */
 #if (-1 >> 1) != -1
@@ -99,6 +106,14 @@ static inline size_t dlc_qpacked_index(size_t pairs, size_t k, size_t n)
     return ((n / 8) * pairs + k / 2) * 16 + (n % 8) * 2 + k % 2;
 }
 
+/* The AVX2 kernels where the compiler targets AVX2 (unless -DDLC_SCALAR_GEMM asks for plain
+ * loops), else plain C: the same integers.  Only one dlc_qdense_i8 is defined, so that no
+ * unused function is left behind. */
+#if defined(__AVX2__) && !defined(DLC_SCALAR_GEMM)
+#define DLC_QUANT_AVX2 1
+#endif
+
+#ifndef DLC_QUANT_AVX2
 /* The plain C sums of rows xs[0..4) by channels n0..n0+15 (channels past the padded N repeat
  * channel n0): the reference the vector kernels equal (an exact sum in any order). */
 static inline void dlc_qdense_tile_c(const int8_t *const xs[4], size_t K, int32_t x_zero,
@@ -133,12 +148,16 @@ static inline void dlc_qdense_out_c(size_t count, size_t width, const int32_t *a
     }
 }
 
-/* The int8 dense layer in plain C, by tiles of 4 rows (rows past the batch repeat the last)
- * and 16 channels. */
-static inline void dlc_qdense_i8_c(size_t rows, size_t K, size_t N, const int8_t *x,
-                                   int32_t x_zero, const int8_t *P, const int32_t *b,
-                                   const int32_t *multiplier, const int32_t *shift,
-                                   int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
+/* The int8 dense layer, y (rows, N) from x (rows, K) and the packed weights P:
+ *   y = clamp(requantize(sum_k (x - x_zero) W[k][n] + b[n]) + y_zero, lo, hi)
+ * x - x_zero lies in [-255, 255] and a weight in [-127, 127] (or -128), so each product
+ * fits int16 and a pair's sum int32; the int32 sum cannot overflow for K <= 32768
+ * (dlc/ops.py refuses more).  In plain C by tiles of 4 rows (rows past the batch repeat
+ * the last) and 16 channels: the reference the vector kernels below equal. */
+static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x,
+                                 int32_t x_zero, const int8_t *P, const int32_t *b,
+                                 const int32_t *multiplier, const int32_t *shift,
+                                 int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
 {
     int32_t acc[4][16];
     for (size_t n0 = 0; n0 < N; n0 += 16) {
@@ -154,12 +173,14 @@ static inline void dlc_qdense_i8_c(size_t rows, size_t K, size_t N, const int8_t
         }
     }
 }
+#endif
 
-/* The vector kernels read x - x_zero widened to int16, DLC_QKC inputs of DLC_QMR rows at a time
- * (12 KiB on the stack): a pair of inputs is then one 32-bit broadcast from memory,
+#ifdef DLC_QUANT_AVX2
+/* The vector kernels read x - x_zero widened to int16, DLC_QKC inputs of DLC_QMR rows at
+ * a time (12 KiB on the stack): a pair of inputs is then one 32-bit broadcast from memory,
  * which costs a load and no shuffle. */
 #define DLC_QKC 1024
-#define DLC_QMR 6       /* rows of the AVX2 kernel's register tile (dlc_qtile_avx2) */
+#define DLC_QMR 6       /* rows of the AVX2 kernel's register tile (dlc_qtile) */
 
 /* x - x_zero of rows r0..r0+count, inputs k0..k0+kc, into xw (row stride DLC_QKC) as
  * int16, with a zero after an odd kc (the packed weights' padding pairs it). */
@@ -176,10 +197,6 @@ static inline void dlc_qwiden(const int8_t *x, size_t K, size_t r0, size_t count
     }
 }
 
-#if defined(__AVX2__) && !defined(DLC_SCALAR_GEMM)
-#define DLC_QUANT_AVX2 1
-#include <immintrin.h>
-
 /* The two int16 of pair j of a widened row, broadcast to the 8 lanes of 32 bits. */
 static inline __m256i dlc_qpair8(const int16_t *xw, size_t j)
 {
@@ -194,9 +211,6 @@ static inline __m256i dlc_qweights(const int8_t *panel, size_t j)
     return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(panel + 16 * j)));
 }
 
-/* acc[2 i + h] += the sums over pairs [0, pairs) of widened row i (i < 6) by the 8 channels
- * of panel h (h < 2): per pair, two weight loads, six broadcasts and twelve vpmaddwd into
- * twelve registers, exact: each product fits int16 x int16, each pair's sum int32. */
 /* gcc (12) hoists the six broadcasts above the multiply-adds and then spills half the sums
  * to the stack each pair; an empty asm that takes each value in a register keeps the
  * order written (it emits nothing). */
@@ -210,32 +224,93 @@ static inline __m256i dlc_qweights(const int8_t *panel, size_t j)
         a = _mm256_add_epi32(a, _mm256_madd_epi16(x, w));                                   \
         DLC_QKEEP(a);                                                                       \
     } while (0)
-#define DLC_QROW6(i, a0, a1)                                                                \
+
+#if defined(__AVX512BW__)
+/* The same sums with 512-bit vectors (AVX-512BW; vpdpwssd with VNNI, which adds the pair
+ * sums into the accumulator without saturating, so the sums are the AVX2 kernel's): 16
+ * channels a register, the two panels' 16 weights of a pair widened side by side, the even
+ * and the odd pairs into separate sums so that six rows fill the multiply-add's latency. */
+#if defined(__AVX512VNNI__)
+#define DLC_QDOT512(a, x, w) a = _mm512_dpwssd_epi32(a, x, w)
+#else
+#define DLC_QDOT512(a, x, w) a = _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
+#endif
+
+static inline __m512i dlc_qweights512(const int8_t *p0, const int8_t *p1, size_t j)
+{
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)(p0 + 16 * j));
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(p1 + 16 * j));
+    return _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+}
+
+static inline __m512i dlc_qpair16(const int16_t *xw, size_t j)
+{
+    int32_t v;
+    memcpy(&v, xw + 2 * j, sizeof v);
+    return _mm512_set1_epi32(v);
+}
+
+static inline void dlc_qtile(const int16_t *xw, size_t pairs, const int8_t *p0,
+                             const int8_t *p1, __m256i acc[2 * DLC_QMR])
+{
+    __m512i even[DLC_QMR], odd[DLC_QMR];
+    for (int i = 0; i < DLC_QMR; i++) {
+        even[i] = _mm512_setzero_si512();
+        odd[i] = even[i];
+    }
+    size_t j = 0;
+    for (; j + 1 < pairs; j += 2) {
+        const __m512i w = dlc_qweights512(p0, p1, j), u = dlc_qweights512(p0, p1, j + 1);
+        for (int i = 0; i < DLC_QMR; i++) {
+            DLC_QDOT512(even[i], dlc_qpair16(xw + (size_t)i * DLC_QKC, j), w);
+            DLC_QDOT512(odd[i], dlc_qpair16(xw + (size_t)i * DLC_QKC, j + 1), u);
+        }
+    }
+    if (j < pairs) {
+        const __m512i w = dlc_qweights512(p0, p1, j);
+        for (int i = 0; i < DLC_QMR; i++) {
+            DLC_QDOT512(even[i], dlc_qpair16(xw + (size_t)i * DLC_QKC, j), w);
+        }
+    }
+    for (int i = 0; i < DLC_QMR; i++) {
+        const __m512i sum = _mm512_add_epi32(even[i], odd[i]);
+        acc[2 * i] = _mm256_add_epi32(acc[2 * i], _mm512_castsi512_si256(sum));
+        acc[2 * i + 1] = _mm256_add_epi32(acc[2 * i + 1], _mm512_extracti64x4_epi64(sum, 1));
+    }
+}
+#undef DLC_QDOT512
+#else
+#define DLC_QROW6(pair, a0, a1)                                                             \
     do {                                                                                    \
-        __m256i x = dlc_qpair8(xw + (i) * DLC_QKC, j);                                     \
+        __m256i x = pair;                                                                   \
         DLC_QKEEP(x);                                                                       \
         DLC_QMADD(a0, x, w0);                                                               \
         DLC_QMADD(a1, x, w1);                                                               \
     } while (0)
-static inline void dlc_qtile_avx2(const int16_t *xw, size_t pairs, const int8_t *p0,
-                                  const int8_t *p1, __m256i acc[2 * DLC_QMR])
+
+/* acc[2 i + h] += the sums over pairs [0, pairs) of widened row i (i < 6) by the 8 channels
+ * of panel h (h < 2): per pair, two weight loads, six broadcasts and twelve vpmaddwd into
+ * twelve registers, exact: each product fits int16 x int16, each pair's sum int32. */
+static inline void dlc_qtile(const int16_t *xw, size_t pairs, const int8_t *p0,
+                             const int8_t *p1, __m256i acc[2 * DLC_QMR])
 {
     __m256i a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3], a20 = acc[4];
     __m256i a21 = acc[5], a30 = acc[6], a31 = acc[7], a40 = acc[8], a41 = acc[9];
     __m256i a50 = acc[10], a51 = acc[11];
     for (size_t j = 0; j < pairs; j++) {
         const __m256i w0 = dlc_qweights(p0, j), w1 = dlc_qweights(p1, j);
-        DLC_QROW6(0, a00, a01);
-        DLC_QROW6(1, a10, a11);
-        DLC_QROW6(2, a20, a21);
-        DLC_QROW6(3, a30, a31);
-        DLC_QROW6(4, a40, a41);
-        DLC_QROW6(5, a50, a51);
+        DLC_QROW6(dlc_qpair8(xw + 0 * DLC_QKC, j), a00, a01);
+        DLC_QROW6(dlc_qpair8(xw + 1 * DLC_QKC, j), a10, a11);
+        DLC_QROW6(dlc_qpair8(xw + 2 * DLC_QKC, j), a20, a21);
+        DLC_QROW6(dlc_qpair8(xw + 3 * DLC_QKC, j), a30, a31);
+        DLC_QROW6(dlc_qpair8(xw + 4 * DLC_QKC, j), a40, a41);
+        DLC_QROW6(dlc_qpair8(xw + 5 * DLC_QKC, j), a50, a51);
     }
     acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11, acc[4] = a20, acc[5] = a21;
     acc[6] = a30, acc[7] = a31, acc[8] = a40, acc[9] = a41, acc[10] = a50, acc[11] = a51;
 }
 #undef DLC_QROW6
+#endif
 
 /* acc[h] += the sums of one widened row by the 8 channels of panel h (h < 4): two pairs a
  * step into separate sums, so that the additions do not wait on one another. */
@@ -288,21 +363,30 @@ static inline __m256i dlc_qout4_avx2(__m256i acc, __m256i m, __m256i s, __m256i 
     return _mm256_blendv_epi8(v, hi, _mm256_cmpgt_epi64(v, hi));
 }
 
-/* The output values of channels n..n+width (width <= 8) of one row from their 8 sums: the
- * bias added saturating to int32 (an overflow wraps the sign of the sum away from both
- * terms'), then the even and the odd lanes requantized in int64. */
+static inline __m256i dlc_qload8(const int32_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+/* The output values of channels n..n+width (width <= 8) of one row from their 8 sums.  8
+ * at once: the bias added saturating to int32 (an overflow wraps the sign of the sum away
+ * from both terms'), then the even and the odd lanes requantized in int64; fewer (the
+ * last channels) one at a time. */
 static inline void dlc_qout8_avx2(__m256i acc, size_t n, size_t width, const int32_t *b,
                                   const int32_t *multiplier, const int32_t *shift,
                                   int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
 {
-    int32_t lanes[8] = {0}, m[8] = {0}, s[8] = {0}, out[8];
-    memcpy(lanes, b + n, width * sizeof *b);
-    memcpy(m, multiplier + n, width * sizeof *m);
-    memcpy(s, shift + n, width * sizeof *s);
-    const __m256i bias = _mm256_loadu_si256((const __m256i *)(const void *)lanes);
-    const __m256i mv = _mm256_loadu_si256((const __m256i *)(const void *)m);
-    const __m256i sv = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(const void *)s),
-                                        _mm256_set1_epi32(31));
+    int32_t out[8];
+    if (width < 8) {
+        _mm256_storeu_si256((__m256i *)(void *)out, acc);
+        for (size_t c = 0; c < width; c++) {
+            y[n + c] = (int8_t)dlc_qdense_out((int64_t)out[c] + b[n + c], multiplier[n + c],
+                                              shift[n + c], y_zero, lo, hi);
+        }
+        return;
+    }
+    const __m256i bias = dlc_qload8(b + n), m = dlc_qload8(multiplier + n);
+    const __m256i s = _mm256_add_epi32(dlc_qload8(shift + n), _mm256_set1_epi32(31));
     __m256i sum = _mm256_add_epi32(acc, bias);
     const __m256i over = _mm256_srai_epi32(
         _mm256_and_si256(_mm256_xor_si256(acc, sum), _mm256_xor_si256(bias, sum)), 31);
@@ -312,12 +396,12 @@ static inline void dlc_qout8_avx2(__m256i acc, size_t n, size_t width, const int
     const __m256i low = _mm256_set1_epi64x(0xffffffff);
     const __m256i z = _mm256_set1_epi64x(y_zero), l = _mm256_set1_epi64x(lo);
     const __m256i h = _mm256_set1_epi64x(hi);
-    const __m256i even = dlc_qout4_avx2(sum, mv, _mm256_and_si256(sv, low), z, l, h);
-    const __m256i odd = dlc_qout4_avx2(_mm256_srli_epi64(sum, 32), _mm256_srli_epi64(mv, 32),
-                                       _mm256_srli_epi64(sv, 32), z, l, h);
+    const __m256i even = dlc_qout4_avx2(sum, m, _mm256_and_si256(s, low), z, l, h);
+    const __m256i odd = dlc_qout4_avx2(_mm256_srli_epi64(sum, 32), _mm256_srli_epi64(m, 32),
+                                       _mm256_srli_epi64(s, 32), z, l, h);
     _mm256_storeu_si256((__m256i *)(void *)out,
                         _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xaa));
-    for (size_t c = 0; c < width; c++) {
+    for (size_t c = 0; c < 8; c++) {
         y[n + c] = (int8_t)out[c];
     }
 }
@@ -341,7 +425,7 @@ static inline void dlc_qdense_block_avx2(const int8_t *x, size_t K, size_t N, si
         if (K > DLC_QKC) {
             dlc_qwiden(x, K, r0, DLC_QMR, k0, kc, x_zero, xw);
         }
-        dlc_qtile_avx2(xw, (kc + 1) / 2, p0 + k0 * 8, p1 + k0 * 8, acc);
+        dlc_qtile(xw, (kc + 1) / 2, p0 + k0 * 8, p1 + k0 * 8, acc);
     }
     for (size_t i = 0; i < DLC_QMR; i++) {
         for (size_t h = 0; h < 2 && n0 + 8 * h < N; h++) {
@@ -369,7 +453,7 @@ static inline void dlc_qdense_block1_avx2(const int8_t *x, size_t K, size_t N, s
         const int8_t *p[4];
         for (size_t h = 0; h < 4; h++) {
             const size_t panel = n0 / 8 + h < panels ? n0 / 8 + h : panels - 1;
-            p[h] = P + panel * pairs * 16 + k0 * 8;
+            p[h] = P + dlc_qpacked_index(pairs, k0, 8 * panel);
         }
         if (K > DLC_QKC) {
             dlc_qwiden(x, K, r, 1, k0, kc, x_zero, xw);
@@ -383,12 +467,13 @@ static inline void dlc_qdense_block1_avx2(const int8_t *x, size_t K, size_t N, s
     }
 }
 
-/* The int8 dense layer with AVX2: blocks of DLC_QMR rows by 16 channels, then the last rows one
- * at a time by 32 channels; a block's rows widened once when K fits DLC_QKC. */
-static inline void dlc_qdense_i8_avx2(size_t rows, size_t K, size_t N, const int8_t *x,
-                                      int32_t x_zero, const int8_t *P, const int32_t *b,
-                                      const int32_t *multiplier, const int32_t *shift,
-                                      int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
+/* The int8 dense layer (as the plain C one above computes it) with AVX2: blocks of DLC_QMR
+ * rows by 16 channels, then the last rows one at a time by 32 channels; a block's rows
+ * widened once when K fits DLC_QKC. */
+static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x,
+                                 int32_t x_zero, const int8_t *P, const int32_t *b,
+                                 const int32_t *multiplier, const int32_t *shift,
+                                 int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
 {
     int16_t xw[DLC_QMR * DLC_QKC];
     const size_t pairs = (K + 1) / 2, panels = (N + 7) / 8;
@@ -398,10 +483,10 @@ static inline void dlc_qdense_i8_avx2(size_t rows, size_t K, size_t N, const int
             dlc_qwiden(x, K, r0, DLC_QMR, 0, K, x_zero, xw);
         }
         for (size_t n0 = 0; n0 < N; n0 += 16) {
-            const int8_t *p0 = P + (n0 / 8) * pairs * 16;
+            const int8_t *p0 = P + dlc_qpacked_index(pairs, 0, n0);
             const int8_t *p1 = n0 / 8 + 1 < panels ? p0 + pairs * 16 : p0;
             dlc_qdense_block_avx2(x, K, N, r0, x_zero, p0, p1, n0, b, multiplier, shift,
-                                   y_zero, lo, hi, xw, y);
+                                  y_zero, lo, hi, xw, y);
         }
     }
     for (; r0 < rows; r0++) {
@@ -415,24 +500,6 @@ static inline void dlc_qdense_i8_avx2(size_t rows, size_t K, size_t N, const int
     }
 }
 #endif
-
-/* The int8 dense layer, y (rows, N) from x (rows, K) and the packed weights P:
- *   y = clamp(requantize(sum_k (x - x_zero) W[k][n] + b[n]) + y_zero, lo, hi)
- * x - x_zero lies in [-255, 255] and a weight in [-127, 127] (or -128), so each product
- * fits int16 and a pair's sum int32; the int32 sum cannot overflow for K <= 32768
- * (dlc/ops.py refuses more).  The AVX2 kernels where the compiler targets them (unless
- * -DDLC_SCALAR_GEMM), else plain C: the same integers. */
-static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x,
-                                 int32_t x_zero, const int8_t *P, const int32_t *b,
-                                 const int32_t *multiplier, const int32_t *shift,
-                                 int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
-{
-#ifdef DLC_QUANT_AVX2
-    dlc_qdense_i8_avx2(rows, K, N, x, x_zero, P, b, multiplier, shift, y_zero, lo, hi, y);
-#else
-    dlc_qdense_i8_c(rows, K, N, x, x_zero, P, b, multiplier, shift, y_zero, lo, hi, y);
-#endif
-}
 
 /* The dense layer on int16 activations (int8 weights, packed as for dlc_qdense_i8): the
  * products (up to 65535 x 127) summed in int64. */

@@ -376,8 +376,8 @@ static inline void dlc_qout8_avx2(__m256i acc, size_t n, size_t width, const int
                                   const int32_t *multiplier, const int32_t *shift,
                                   int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
 {
-    int32_t out[8];
     if (width < 8) {
+        int32_t out[8];
         _mm256_storeu_si256((__m256i *)(void *)out, acc);
         for (size_t c = 0; c < width; c++) {
             y[n + c] = (int8_t)dlc_qdense_out((int64_t)out[c] + b[n + c], multiplier[n + c],
@@ -399,11 +399,11 @@ static inline void dlc_qout8_avx2(__m256i acc, size_t n, size_t width, const int
     const __m256i even = dlc_qout4_avx2(sum, m, _mm256_and_si256(s, low), z, l, h);
     const __m256i odd = dlc_qout4_avx2(_mm256_srli_epi64(sum, 32), _mm256_srli_epi64(m, 32),
                                        _mm256_srli_epi64(s, 32), z, l, h);
-    _mm256_storeu_si256((__m256i *)(void *)out,
-                        _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xaa));
-    for (size_t c = 0; c < 8; c++) {
-        y[n + c] = (int8_t)out[c];
-    }
+    /* the 8 values, in [lo, hi] already, narrowed by saturating packs that change none */
+    const __m256i v = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xaa);
+    const __m128i v16 = _mm_packs_epi32(_mm256_castsi256_si128(v),
+                                        _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)(void *)(y + n), _mm_packs_epi16(v16, v16));
 }
 
 /* Rows r0..r0+DLC_QMR by channels n0..n0+16 (panel p0 then p1, the same panel when one is

@@ -193,7 +193,9 @@ static inline void dlc_qwiden(const int8_t *x, size_t K, size_t r0, size_t count
         for (size_t k = 0; k < kc; k++) {
             w[k] = (int16_t)(xr[k] - x_zero);
         }
-        w[kc] = 0;
+        if (kc % 2) {
+            w[kc] = 0;      /* kc < DLC_QKC, which is even */
+        }
     }
 }
 

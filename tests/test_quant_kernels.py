@@ -17,7 +17,7 @@ from dlc import interpreter
 from dlc.ir import BATCH, GraphBuilder, TensorType
 from dlc.library import compile_graph
 from dlc.verify import verify
-from test_export import STRICT, predict_with_driver
+from test_export import SANITIZE, SANITIZER_ENV, STRICT, predict_with_driver
 
 PATHS = {
     "avx2": ("-O3", "-march=native"),
@@ -94,6 +94,21 @@ def test_bias_overflow_saturates_and_extreme_shifts(path):
     graph = qdense_graph(W, b, multiplier, shift, lo=-128, hi=127)
     y = check(graph, inputs(rng, 40, K), PATHS[path])
     assert {-128, 127} <= set(np.unique(y))
+
+
+@pytest.mark.parametrize("n_in", [1024, 2048 + 3])
+def test_avx2_path_under_the_sanitizers(n_in, tmp_path):
+    """The AVX2 kernels built with AddressSanitizer and UBSan (-march=native): whole
+    widened blocks of DLC_QKC inputs and an odd last one, 6-row tiles and the rows after
+    them, read and write nothing out of bounds and give the interpreter's integers."""
+    rng = np.random.default_rng(n_in)
+    net = dlc.Sequential([dlc.Input(n_in), dlc.Dense(37), dlc.ReLU(), dlc.Dense(5)], seed=2)
+    qnet = dlc.quantize(net, rng.normal(size=(100, n_in)))
+    exported = dlc.export_c(qnet, tmp_path / "out", name="model")
+    X = (rng.normal(size=(15, n_in)) * 2).astype(np.float32)
+    for got in predict_with_driver(exported, X, tmp_path, SANITIZE + ["-march=native"],
+                                   SANITIZER_ENV):
+        np.testing.assert_array_equal(got, qnet.predict(X))
 
 
 def quantized_export(tmp_path, name="model"):

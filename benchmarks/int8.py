@@ -5,6 +5,10 @@ net.  Not part of the tests: speed is measured here, never asserted.
 
     python benchmarks/int8.py [--quick] [--workloads small,mnist,wide] [--accuracy]
 
+Each table gives, beside the times, the ratios to dlc's float32 library (>1: faster) in the
+same run: latencies and throughputs are medians of interleaved rounds.  The header names the
+CPU, its vector extensions and the int8 kernel the native build takes (runtime/quant.h).
+
 ``--accuracy`` prints instead the test accuracy of the float and the quantized models on
 digits and breast cancer (trained here, calibrated on at most 500 training rows), for
 per-channel and per-tensor weights, each calibration, int8 and int16 activations.
@@ -14,6 +18,7 @@ per-channel and per-tensor weights, each calibration, int8 and int16 activations
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dlc  # noqa: E402
+from run import cpu_isa, cpu_name  # noqa: E402
 from timing import side_by_side  # noqa: E402
 from workloads import WORKLOADS, dlc_net  # noqa: E402
 
@@ -79,14 +85,37 @@ def net_param_bytes(graph) -> int:
     return sum(p.value.nbytes for p in graph.params.values())
 
 
+def int8_kernel(isa: str) -> str:
+    """The int8 dense kernel the -march=native build takes (runtime/quant.h)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx512bw" in flags:
+        return ("AVX-512 6 x 16 tile, vpdpwssd" if " avx512_vnni" in flags
+                else "AVX-512 6 x 16 tile, vpmaddwd")
+    if "AVX2" in isa:
+        return "AVX2 6 x 16 tile and 1 x 32 row kernel, vpmaddwd"
+    return "plain C"
+
+
+def print_header() -> None:
+    isa = cpu_isa()
+    print(f"CPU: {cpu_name()} ({isa}); int8 kernel: {int8_kernel(isa)}; "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    print()
+
+
 def print_table(workload, rows, bytes_, agree) -> None:
     print(f"== {workload.name} {'-'.join(map(str, workload.sizes))} (ReLU, softmax), "
           f"1 thread ==")
-    print(f"{'':22}{'batch-1 us':>12}{'batch-256 samples/s':>22}{'param bytes':>14}")
+    print(f"{'':22}{'batch-1 us':>12}{'x f32':>7}{'batch-256 samples/s':>22}{'x f32':>7}"
+          f"{'param bytes':>14}")
+    base1, base256 = rows[1]["dlc float32"], rows[256]["dlc float32"]
     for name in rows[1]:
-        latency, throughput = rows[1][name], rows[256][name]
-        print(f"{name:22}{latency * 1e6:12.2f}{256 / throughput:22.0f}"
-              f"{bytes_.get(name, ''):>14}")
+        latency, seconds = rows[1][name], rows[256][name]
+        print(f"{name:22}{latency * 1e6:12.2f}{base1 / latency:7.2f}{256 / seconds:22.0f}"
+              f"{base256 / seconds:7.2f}{bytes_.get(name, ''):>14}")
+    ort1, ort256 = rows[1]["onnxruntime int8"], rows[256]["onnxruntime int8"]
+    print(f"dlc int8 / onnxruntime int8: batch 1 {ort1 / rows[1]['dlc int8']:.2f}x, "
+          f"batch 256 {ort256 / rows[256]['dlc int8']:.2f}x (>1: dlc faster)")
     print(f"int8 top-1 equals float32's on {agree:.1%} of the calibration rows")
     print()
 
@@ -137,6 +166,7 @@ def main(argv=None) -> None:
         accuracy_table()
         return
     runs, min_seconds = (3, 0.02) if args.quick else (9, 0.2)
+    print_header()
     for name in args.workloads.split(","):
         workload = WORKLOADS[name]
         print_table(workload, *measure(workload, runs, min_seconds))

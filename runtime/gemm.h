@@ -121,14 +121,14 @@ static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t
 #define DLC_MC (72 / DLC_MR * DLC_MR)           /* rows of a packed A block (L2) */
 #endif
 #ifndef DLC_NC
-#define DLC_NC 256                              /* columns of a packed B block (L2) */
+#define DLC_NC 1024                             /* columns of a packed B block (L3) */
 #endif
 #define DLC_SMALL_M 4                           /* fewer rows: no packing */
 #define DLC_ROW_VECS 8                          /* ..but rows of 8 vectors of sums */
 #define DLC_IN_PLACE_BYTES 1024                 /* rows this close are read in place */
 /* dlc plans the blocks for these defaults and the widest tiles (dlc/layout.py). */
 typedef char dlc_blocks_fit_the_planned_scratch[
-    DLC_MC <= 72 && DLC_NC <= 256 && DLC_KC * sizeof(dlc_real) <= 1024
+    DLC_MC <= 72 && DLC_NC <= 1024 && DLC_KC * sizeof(dlc_real) <= 1024
     && DLC_NR * sizeof(dlc_real) <= 128 && (DLC_MR == 6 || DLC_MR == 14) && DLC_SMALL_M == 4
     && DLC_IN_PLACE_BYTES == 1024 ? 1 : -1];
 #ifndef DLC_PACK_AHEAD
@@ -375,7 +375,7 @@ static inline size_t dlc_depth_block(size_t K)
 }
 
 /* One task: columns j0.. j0+nc of C, all rows, all of K.  For each block of
- * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L2) and reused by
+ * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L3) and reused by
  * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
  * DLC_NR-column panel of Bp (L1).  Edge panels of a row-major B are packed
  * (zero-padded); a panel-packed B has its zero padding already.  Ap holds

@@ -122,11 +122,11 @@ def test_portable_scalar_and_blocked_paths_equal_numpy(trans_a, trans_b, dtype, 
 @pytest.mark.parametrize("flags", ["native", "small-blocks", *sorted(WIDTHS)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
-@pytest.mark.parametrize("M,N,K", [(145, 520, 784), (78, 33, 513), (7, 300, 257),
+@pytest.mark.parametrize("M,N,K", [(145, 520, 784), (78, 33, 513), (7, 1030, 257),
                                    (73, 16, 264), (12, 257, 1030)])
 def test_block_edges_equal_numpy(M, N, K, trans_a, trans_b, dtype, flags):
     """Products that cross the blocks: M past whole row blocks (72 rows, 12 with
-    small-blocks), N past column blocks (256; 32), K cut into uneven depth blocks (784 =
+    small-blocks), N past column blocks (1024; 32), K cut into uneven depth blocks (784 =
     200 x 3 + 184; 513 = 176 x 2 + 161; 1030 = 208 x 4 + 198), padded leading dimensions
     wider than the rows read in place, so A's full panels are packed by 8 x 8 turns."""
     for beta in (0.0, 1.0):

@@ -312,8 +312,8 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
                                     dlc_real *C, size_t ldc, size_t mr, size_t nr,
                                     int accumulate, const dlc_epilogue *ep, size_t j0)
 {
-    for (size_t i = 0; i < mr; i++) {     /* C's rows are far apart: fetch them early */
-        __builtin_prefetch(C + i * ldc, 1);
+    for (size_t i = 0; i < mr && kc >= 64; i++) {   /* C's rows are far apart: fetch them */
+        __builtin_prefetch(C + i * ldc, 1);         /* while the sums take 64 steps or more */
         __builtin_prefetch(C + i * ldc + nr - 1, 1);
     }
     DLC_TILE_ROWS(DLC_TILE_ZERO)
@@ -404,7 +404,8 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
              * B is read in place whole, its zero padding completing the edge panel. */
             const size_t near = DLC_IN_PLACE_BYTES / sizeof(dlc_real);
             const int direct = !trans_b && M <= DLC_MC && ldb <= near;
-            const int direct_a = !trans_a && lda <= near;
+            /* ..or whatever their distance when one panel of columns uses them. */
+            const int direct_a = !trans_a && (lda <= near || ncc <= DLC_NR);
             const size_t full = panel ? ncc : direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);

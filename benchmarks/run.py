@@ -363,7 +363,7 @@ def bench_kernel(peak: dict, kernel, workloads, quick: bool) -> None:
     from threadpoolctl import threadpool_limits
     ffi, lib, isa = kernel
     lib.dlc_set_threads(1)
-    shapes = [(256, 256, 256, 0, 0, "square"), (512, 512, 512, 0, 0, "square")]
+    shapes = [(n, n, n, 0, 0, "square") for n in (256, 512, 1024)]
     for w in workloads:
         shapes += [s for s in w.gemm_shapes(256 if w.name != "small" else 64)
                    if s[0] * s[1] * s[2] >= 64 ** 3 or w.name == "small"]

@@ -13,7 +13,7 @@ from .passes.plan_memory import aligned
 # The matrix multiply's packed blocks (runtime/gemm.h) are planned with its default block
 # sizes and every register tile it may take (rows: 6 with 16 vector registers, 14 with 32;
 # columns: two vectors, up to 64 bytes each); gemm.h refuses to compile with larger ones.
-GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 256, 1024
+GEMM_MC, GEMM_NC, GEMM_KC_BYTES = 72, 1024, 1024
 GEMM_MRS, GEMM_NR_MAX_BYTES = (6, 14), 128
 GEMM_SMALL_M = 4        # fewer rows stream through B without packing
 GEMM_IN_PLACE_BYTES = 1024      # rows of an untransposed A this close are read in place

@@ -36,11 +36,15 @@
 #define DLC_VEC_REGS 16
 #endif
 #endif
-#if !defined(__clang__) && (DLC_VEC_BYTES == 64 && !defined(__AVX512F__) \
-                            || DLC_VEC_BYTES == 32 && !defined(__AVX__))
-/* gcc warns that a vector wider than the ISA's would be passed differently where the ISA
- * has it: these are all static functions, whose calls no other translation unit sees. */
+#if DLC_VEC_BYTES == 64 && !defined(__AVX512F__) || DLC_VEC_BYTES == 32 && !defined(__AVX__)
+/* gcc and clang warn that a vector wider than the ISA's would be passed differently where
+ * the ISA has it: these are all static functions, whose calls no other translation unit
+ * sees. */
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
+#elif __has_warning("-Wpsabi")
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
 #endif
 typedef dlc_real dlc_vec __attribute__((vector_size(DLC_VEC_BYTES)));
 #if DLC_DOUBLE

@@ -121,17 +121,27 @@ static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t
 #define DLC_MC (72 / DLC_MR * DLC_MR)           /* rows of a packed A block (L2) */
 #endif
 #ifndef DLC_NC
-#define DLC_NC 256                              /* columns of a packed B block (L2) */
+#define DLC_NC 1024                             /* columns of a packed B block (L3) */
 #endif
 #define DLC_SMALL_M 4                           /* fewer rows: no packing */
 #define DLC_ROW_VECS 8                          /* ..but rows of 8 vectors of sums */
 #define DLC_IN_PLACE_BYTES 1024                 /* rows this close are read in place */
 /* dlc plans the blocks for these defaults and the widest tiles (dlc/layout.py). */
 typedef char dlc_blocks_fit_the_planned_scratch[
-    DLC_MC <= 72 && DLC_NC <= 256 && DLC_KC * sizeof(dlc_real) <= 1024
+    DLC_MC <= 72 && DLC_NC <= 1024 && DLC_KC * sizeof(dlc_real) <= 1024
     && DLC_NR * sizeof(dlc_real) <= 128 && (DLC_MR == 6 || DLC_MR == 14) && DLC_SMALL_M == 4
     && DLC_IN_PLACE_BYTES == 1024 ? 1 : -1];
+#ifndef DLC_PACK_AHEAD
+#define DLC_PACK_AHEAD 4
+#endif
 #define DLC_PARALLEL_MACS (1L << 20)            /* less work: one thread (fork/join costs) */
+
+/* Fetches the line `ahead` values after p into the cache; the address may lie past the
+ * array (a prefetch never faults), so it is computed as an integer. */
+static inline void dlc_prefetch(const dlc_real *p, size_t ahead)
+{
+    __builtin_prefetch((const void *)((uintptr_t)p + ahead * sizeof(dlc_real)));
+}
 
 /* Bias and piecewise linear activation on one vector of columns j.. j+DLC_VL-1;
  * bit for bit what dlc_epilogue1 computes (dlc_relu, dlc_leaky_relu: on the bits). */
@@ -149,6 +159,29 @@ static inline dlc_vec dlc_epilogue_vec(const dlc_epilogue *ep, dlc_vec bias, dlc
     }
     return z;
 }
+
+#ifdef DLC_TURN
+/* Depth 0.. 8 of one full panel of an untransposed A (rows src, lda apart) into
+ * panel[k * DLC_MR + r]: the rows in groups of 8 (the last padded by repeating its last
+ * row), each group's 8 x 8 block turned by shuffles rather than gathered one value at a
+ * time. */
+static inline void dlc_pack_a_turned(const dlc_real *src, size_t lda, dlc_real *panel)
+{
+    for (size_t g = 0; g < DLC_MR; g += 8) {
+        const size_t rows = DLC_MR - g < 8 ? DLC_MR - g : 8;
+        dlc_vec8 v[8];
+        for (size_t r = 0; r < 8; r++) {
+            const dlc_real *row = src + (g + (r < rows ? r : rows - 1)) * lda;
+            dlc_prefetch(row, 16 * 8);
+            memcpy(&v[r], row, sizeof v[r]);
+        }
+        dlc_transpose8(v);
+        for (size_t k = 0; k < 8; k++) {
+            memcpy(panel + k * DLC_MR + g, &v[k], rows * sizeof(dlc_real));
+        }
+    }
+}
+#endif
 
 /* Copies rows i0.. i0+mc of op(A), depth k0.. k0+kc, into DLC_MR-row panels, each
  * stored k-major (DLC_MR values per k), zero-padded past row mc.  Full panels take
@@ -171,7 +204,13 @@ static inline void dlc_pack_a(int trans_a, const dlc_real *A, size_t lda, size_t
         dlc_real *panel = Ap + ir * kc;
         if (mr == DLC_MR && !trans_a) {
             const dlc_real *src = A + (i0 + ir) * lda + k0;
-            for (size_t k = 0; k < kc; k++) {
+            size_t k = 0;
+#ifdef DLC_TURN
+            for (; k + 8 <= kc; k += 8) {
+                dlc_pack_a_turned(src + k, lda, panel + k * DLC_MR);
+            }
+#endif
+            for (; k < kc; k++) {
                 for (size_t r = 0; r < DLC_MR; r++) {
                     panel[k * DLC_MR + r] = src[r * lda + k];
                 }
@@ -229,6 +268,7 @@ static inline void dlc_pack_b_block(int trans_b, const dlc_real *B, size_t ldb, 
     for (size_t k = 0; k < kc && full; k++) {
         const dlc_real *src = B + (k0 + k) * ldb + j0;
         for (size_t jr = 0; jr < full; jr += DLC_NR) {
+            dlc_prefetch(src + jr, DLC_PACK_AHEAD * ldb);
             dlc_store(Bp + jr * kc + k * DLC_NR, dlc_load(src + jr));
             dlc_store(Bp + jr * kc + k * DLC_NR + DLC_VL, dlc_load(src + jr + DLC_VL));
         }
@@ -272,6 +312,10 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
                                     dlc_real *C, size_t ldc, size_t mr, size_t nr,
                                     int accumulate, const dlc_epilogue *ep, size_t j0)
 {
+    for (size_t i = 0; i < mr && kc >= 64; i++) {   /* C's rows are far apart: fetch them */
+        __builtin_prefetch(C + i * ldc, 1);         /* while the sums take 64 steps or more */
+        __builtin_prefetch(C + i * ldc + nr - 1, 1);
+    }
     DLC_TILE_ROWS(DLC_TILE_ZERO)
     for (size_t k = 0; k < kc; k++) {
         const dlc_vec b0 = dlc_load(Bp), b1v = dlc_load(Bp + b1);
@@ -320,8 +364,18 @@ static inline size_t dlc_second_vector(const dlc_real *B, size_t panel, size_t K
                     - dlc_b_column(B, 0, panel, K, j, &stride));
 }
 
+/* The depth of the blocks K is cut into: as even as multiples of 8 allow, at most DLC_KC
+ * (K = 784 as 200 + 200 + 200 + 184, not 256 x 3 + 16, whose last block would load and
+ * store C for 16 steps).  It depends on K alone: any thread count sums in the same order. */
+static inline size_t dlc_depth_block(size_t K)
+{
+    const size_t blocks = (K + DLC_KC - 1) / DLC_KC, even = (K + blocks - 1) / blocks;
+    const size_t rounded = (even + 7) / 8 * 8;
+    return rounded < DLC_KC ? rounded : DLC_KC;
+}
+
 /* One task: columns j0.. j0+nc of C, all rows, all of K.  For each block of
- * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L2) and reused by
+ * DLC_NC columns and DLC_KC depth, op(B) is packed once into Bp (L3) and reused by
  * every block of DLC_MC rows of op(A), itself packed into Ap (L2) and swept by each
  * DLC_NR-column panel of Bp (L1).  Edge panels of a row-major B are packed
  * (zero-padded); a panel-packed B has its zero padding already.  Ap holds
@@ -335,10 +389,13 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                                     const dlc_epilogue *ep, size_t j0, size_t nc,
                                     dlc_real *Ap, dlc_real *Bp)
 {
-    for (size_t jc = j0; jc < j0 + nc; jc += DLC_NC) {
-        const size_t ncc = j0 + nc - jc < DLC_NC ? j0 + nc - jc : DLC_NC;
-        for (size_t k0 = 0; k0 < K; k0 += DLC_KC) {
-            const size_t kc = K - k0 < DLC_KC ? K - k0 : DLC_KC;
+    const size_t depth = dlc_depth_block(K);
+    /* A panel-packed B is never copied, so its columns need no blocks: A is packed once. */
+    const size_t nc_block = panel ? nc : DLC_NC;
+    for (size_t jc = j0; jc < j0 + nc; jc += nc_block) {
+        const size_t ncc = j0 + nc - jc < nc_block ? j0 + nc - jc : nc_block;
+        for (size_t k0 = 0; k0 < K; k0 += depth) {
+            const size_t kc = K - k0 < depth ? K - k0 : depth;
             const int add = accumulate || k0 > 0;
             const dlc_epilogue *finish = k0 + kc == K ? ep : NULL;
             /* One block of rows uses each panel once: read B in place rather than
@@ -347,7 +404,8 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
              * B is read in place whole, its zero padding completing the edge panel. */
             const size_t near = DLC_IN_PLACE_BYTES / sizeof(dlc_real);
             const int direct = !trans_b && M <= DLC_MC && ldb <= near;
-            const int direct_a = !trans_a && lda <= near;
+            /* ..or whatever their distance when one panel of columns uses them. */
+            const int direct_a = !trans_a && (lda <= near || ncc <= DLC_NR);
             const size_t full = panel ? ncc : direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);

@@ -119,6 +119,20 @@ def test_portable_scalar_and_blocked_paths_equal_numpy(trans_a, trans_b, dtype, 
             check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags)
 
 
+@pytest.mark.parametrize("flags", ["native", "small-blocks", *sorted(WIDTHS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("M,N,K", [(145, 520, 784), (78, 33, 513), (7, 1030, 257),
+                                   (73, 16, 264), (12, 257, 1030)])
+def test_block_edges_equal_numpy(M, N, K, trans_a, trans_b, dtype, flags):
+    """Products that cross the blocks: M past whole row blocks (72 rows, 12 with
+    small-blocks), N past column blocks (1024; 32), K cut into uneven depth blocks (784 =
+    200 x 3 + 184; 513 = 176 x 2 + 161; 1030 = 208 x 4 + 198), padded leading dimensions
+    wider than the rows read in place, so A's full panels are packed by 8 x 8 turns."""
+    for beta in (0.0, 1.0):
+        check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags, pad=5)
+
+
 @pytest.mark.parametrize("flags", sorted(WIDTHS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
@@ -200,6 +214,20 @@ def test_panel_packed_dense_identical_for_any_thread_count(rows, n_in, n_out, fl
     for threads in (2, 3):
         np.testing.assert_array_equal(dense_layer(x, W, b, "relu", flags, packing="panels",
                                                   threads=threads), one)
+
+
+@pytest.mark.parametrize("flags", ["native", "small-blocks", *sorted(WIDTHS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,n_in,n_out", [(150, 784, 600), (9, 300, 1030)])
+def test_panel_packed_dense_across_blocks_equals_numpy(rows, n_in, n_out, dtype, flags):
+    """Panel-packed weights are swept whole, A packed once per row and depth block: more
+    columns than a column block, depth in uneven blocks; bound as for the product."""
+    rng = np.random.default_rng(n_out)
+    x, W, b = (rng.normal(size=s).astype(dtype) for s in ((rows, n_in), (n_in, n_out), n_out))
+    y = dense_layer(x, W, b, "relu", flags, packing="panels")
+    z = x.astype(np.float64) @ W.astype(np.float64) + b
+    bound = (n_in + 1) * np.finfo(dtype).eps * (np.abs(x) @ np.abs(W) + np.abs(b))
+    assert np.all(np.abs(y - np.maximum(z, 0)) <= bound)
 
 
 def test_panels_are_the_columns_in_cache_line_strips():

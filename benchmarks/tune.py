@@ -8,7 +8,8 @@ batch size), the same epochs, the dev error after every epoch, one thread per pr
 dlc runs ``dlc.tune.search`` (its trials on the runner unless ``--backend c``) with a
 fresh build cache for every row, on a one-thread executor for 1 process and a process
 pool otherwise; PyTorch runs the trials on as many processes.  The time the C compiler
-takes is measured around the build cache's compile step, in every process.
+takes is measured around the build cache's compile step, in every process.  First, the
+cold build of the runner alone (what ``dlc prebuild`` does once per machine).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dlc  # noqa: E402
 import dlc.build  # noqa: E402
 from dlc import tune  # noqa: E402
-from dlc.train.runner_backend import runner_module  # noqa: E402
 
 SPACE = {"hidden": tune.IntLogUniform(16, 256), "lr": tune.LogUniform(1e-4, 1e-1),
          "l2": tune.LogUniform(1e-6, 1e-2), "keep_prob": tune.Uniform(0.5, 1.0),
@@ -80,7 +80,7 @@ def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm:
         os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
         dlc.build._loaded.clear()           # nothing built in this process counts either
         if warm:
-            runner_module("f32")
+            tune.prebuild("float32")        # as `dlc prebuild` does once per machine
             dlc.build._loaded.clear()       # read from the cache, as a new process would
         open(os.environ[COMPILE_LOG], "w").close()
         pool = ThreadPoolExecutor(1) if processes == 1 else ProcessPoolExecutor(processes)
@@ -91,6 +91,30 @@ def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm:
                                  progress=False, backend=backend)
             seconds = time.perf_counter() - start
         return result, seconds, compile_times(os.environ[COMPILE_LOG])
+
+
+def cold_build() -> tuple:
+    """(wall seconds, compiler CPU seconds, translation units) of building the float32
+    runner into an empty cache, as `dlc prebuild` does."""
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["DLC_CACHE_DIR"] = cache
+        os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
+        dlc.build._loaded.clear()
+        units = []
+        real = dlc.build.run_compiler
+        dlc.build.run_compiler = lambda command: units.append(command) or real(command)
+        cpu = os.times()
+        start = time.perf_counter()
+        try:
+            tune.prebuild("float32")
+        finally:
+            dlc.build.run_compiler = real
+        seconds = time.perf_counter() - start
+        after = os.times()
+        dlc.build._loaded.clear()
+        compiler_cpu = (after.children_user - cpu.children_user
+                        + after.children_system - cpu.children_system)
+        return seconds, compiler_cpu, sum("-c" in c for c in units)
 
 
 def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
@@ -146,28 +170,40 @@ def main(argv=None) -> None:
     epochs = 3 if args.quick else args.epochs
     config_counts = [4] if args.quick else [int(n) for n in args.configs.split(",")]
     data = digits()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    seconds, cpu, units = cold_build()
+    print(f"== cold build of the float32 runner (dlc prebuild, empty cache): {seconds:.2f} s wall, "
+          f"{cpu:.2f} s of compiler CPU in {units} translation units on {os.cpu_count()} cores "
+          f"(load average {load:.2f} before) ==")
     print(f"== random search on digits: {epochs} epochs per configuration, 1 thread per "
           f"process, dlc trials on backend {args.backend!r}, a fresh build cache per row ==")
     print(f"{'cache':>5} {'configs':>7} {'procs':>5} {'dlc s':>8} {'PyTorch s':>9} "
-          f"{'PyTorch/dlc':>11} {'builds':>6} {'compile s':>9} {'compile share':>13}  best dev error dlc/PyTorch")
+          f"{'PyTorch/dlc':>11} {'builds':>6} {'compile s':>9} {'compile share':>13} "
+          f"{'dlc speedup':>11} {'PyTorch speedup':>15}  best dev error dlc/PyTorch")
     caches = args.cache.split(",") if args.backend == "runner" else ["cold"]
     rows = [(c, n, p) for n in config_counts for p in map(int, args.processes.split(","))
             for c in caches]
-    torch_runs = {}
+    torch_runs, dlc_runs = {}, {}
     for cache, configs, processes in rows:
         result, dlc_seconds, compiles = run_dlc(data, configs, epochs, processes,
                                                 args.backend, cache == "warm")
+        dlc_runs[cache, configs, processes] = dlc_seconds
         if (configs, processes) not in torch_runs:
             torch_runs[configs, processes] = run_torch(data, result.trials, epochs, processes)
         torch_seconds, torch_errors = torch_runs[configs, processes]
+        one = dlc_runs.get((cache, configs, 1)), torch_runs.get((configs, 1), (None,))[0]
+        speedups = [f"{base / now:.2f}x" if base else "-"
+                    for base, now in zip(one, (dlc_seconds, torch_seconds))]
         failed = [t.index for t in result.trials if t.status != "ok"]
         print(f"{cache:>5} {configs:7} {processes:5} {dlc_seconds:8.2f} {torch_seconds:9.2f} "
               f"{torch_seconds / dlc_seconds:10.2f}x {len(compiles):6} {sum(compiles):9.2f} "
-              f"{sum(compiles) / dlc_seconds:13.1%}  "
+              f"{sum(compiles) / dlc_seconds:13.1%} {speedups[0]:>11} {speedups[1]:>15}  "
               f"{result.best.dev_error:.4f}/{min(torch_errors):.4f}"
               + (f"; failed dlc trials {failed}" if failed else ""), flush=True)
     print("compile share: the compiler's seconds (every process) / the search's wall time; "
-          "the runner is built once, in the searching process, before the workers start")
+          "cold: the search starts with an empty cache and builds the runner once, in the "
+          "searching process, before the workers start; warm: `dlc prebuild` ran before. "
+          "speedup: the 1-process wall time / this row's")
 
 
 if __name__ == "__main__":

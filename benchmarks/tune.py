@@ -1,7 +1,7 @@
 """A random search on the digits, in dlc and in PyTorch eager, on 1 and 2 processes.
 
     python benchmarks/tune.py [--configs 20,100] [--processes 1,2] [--epochs 20]
-                              [--backend runner] [--quick]
+                              [--backend runner] [--quick] [--overhead]
 
 The same sampled configurations (hidden width 16-256 on a log scale, lr, L2, keep_prob,
 batch size), the same epochs, the dev error after every epoch, one thread per process.
@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +117,41 @@ def cold_build() -> tuple:
         return seconds, compiler_cpu, sum("-c" in c for c in units)
 
 
+class InThisThread(Executor):
+    def submit(self, fn, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def overhead(data, configs: int, epochs: int, repeats: int = 5) -> tuple:
+    """(CPU ms per trial, of which in the runner's C entry points) of the warm search on
+    one thread in this process: the median of ``repeats`` searches, the C measured by
+    cProfile on the process-time clock (CPU time, so other load on the machine counts
+    little)."""
+    import cProfile
+    import pstats
+    import statistics
+    Xt, yt, Xd, yd = data
+    tune.prebuild("float32")
+
+    def once():     # in this thread, where the profiler sees the trials
+        tune.search(build, SPACE, train=(Xt, yt), dev=(Xd, yd), trials=configs, rounds=1,
+                    epochs=epochs, seed=0, executor=InThisThread(), patience=None,
+                    progress=False)
+    once()
+    cpu = []
+    for _ in range(repeats):
+        start = time.process_time()
+        once()
+        cpu.append(time.process_time() - start)
+    profile = cProfile.Profile(time.process_time)
+    profile.runcall(once)
+    in_c = sum(row[2] for (_, _, name), row in pstats.Stats(profile).stats.items()
+               if "dlc_runner_" in name)
+    return statistics.median(cpu) / configs * 1e3, in_c / configs * 1e3
+
+
 def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
     """One configuration in PyTorch eager: the best dev error over its epochs."""
     import torch
@@ -166,10 +201,21 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", default="cold,warm",
                         help="cold: an empty build cache; warm: one holding the runner")
     parser.add_argument("--quick", action="store_true", help="4 configurations, 3 epochs")
+    parser.add_argument("--overhead", action="store_true",
+                        help="only the CPU per trial of the first --configs search, and how "
+                             "much of it is Python")
     args = parser.parse_args(argv)
     epochs = 3 if args.quick else args.epochs
     config_counts = [4] if args.quick else [int(n) for n in args.configs.split(",")]
     data = digits()
+    if args.overhead:
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["DLC_CACHE_DIR"] = cache
+            os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
+            total, in_c = overhead(data, config_counts[0], epochs)
+        print(f"{config_counts[0]} configurations, {epochs} epochs, 1 thread: {total:.1f} ms of "
+              f"CPU per trial, {in_c:.1f} ms in the runner's C, {total - in_c:.1f} ms of Python")
+        return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     seconds, cpu, units = cold_build()
     print(f"== cold build of the float32 runner (dlc prebuild, empty cache): {seconds:.2f} s wall, "

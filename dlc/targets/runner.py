@@ -37,7 +37,7 @@ PER_ROW = 8
 STEP_SCALARS = ("m", "lr", "step", "seed")      # K[0..3], as the training program names them
 KERNELS_BEYOND_OPS = {"copy": ("x",)}           # calls of no op: the copy to the output
 ACTIVATION_INDEX = {name: i for i, name in enumerate(ACTIVATIONS)}
-REST_PARTS = 3              # translation units of the kernels without a matrix multiply
+REST_PARTS = 2              # translation units of the kernels without a matrix multiply
 
 
 class Operand(RuntimeValue):
@@ -123,14 +123,12 @@ def case_ids() -> dict:
 @lru_cache(maxsize=1)
 def parts() -> tuple:
     """The cases in translation units that take about as long to compile (the build
-    compiles them in parallel): the dense layer alone, the matrix products together,
-    then the other kernels dealt round to REST_PARTS units.  The multiply inlined into
-    the first two is most of the runner's compile time (the dense layer has it twice,
-    with and without its softmax; the products share one)."""
-    dense = tuple(c for c in cases() if "dlc_dense(" in c.text)
-    products = tuple(c for c in cases() if "dlc_gemm" in c.text and c not in dense)
-    rest = [c for c in cases() if c not in dense + products]
-    return (dense, products, *(tuple(rest[i::REST_PARTS]) for i in range(REST_PARTS)))
+    compiles them in parallel): those of the matrix multiply (the dense layer and the
+    matrix products, which share its out-of-line parts: most of the runner's compile
+    time), then the other kernels dealt round to REST_PARTS units."""
+    products = tuple(c for c in cases() if re.search(r"\bdlc_(dense|gemm)\(", c.text))
+    rest = [c for c in cases() if c not in products]
+    return (products, *(tuple(rest[i::REST_PARTS]) for i in range(REST_PARTS)))
 
 
 @lru_cache(maxsize=None)

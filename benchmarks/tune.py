@@ -1,14 +1,15 @@
 """A random search on the digits, in dlc and in PyTorch eager, on 1 and 2 processes.
 
     python benchmarks/tune.py [--configs 20,100] [--processes 1,2] [--epochs 20]
-                              [--backend runner] [--quick]
+                              [--backend runner] [--quick] [--overhead]
 
 The same sampled configurations (hidden width 16-256 on a log scale, lr, L2, keep_prob,
 batch size), the same epochs, the dev error after every epoch, one thread per process.
 dlc runs ``dlc.tune.search`` (its trials on the runner unless ``--backend c``) with a
 fresh build cache for every row, on a one-thread executor for 1 process and a process
 pool otherwise; PyTorch runs the trials on as many processes.  The time the C compiler
-takes is measured around the build cache's compile step, in every process.
+takes is measured around the build cache's compile step, in every process.  First, the
+cold build of the runner alone (what ``dlc prebuild`` does once per machine).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dlc  # noqa: E402
 import dlc.build  # noqa: E402
 from dlc import tune  # noqa: E402
-from dlc.train.runner_backend import runner_module  # noqa: E402
 
 SPACE = {"hidden": tune.IntLogUniform(16, 256), "lr": tune.LogUniform(1e-4, 1e-1),
          "l2": tune.LogUniform(1e-6, 1e-2), "keep_prob": tune.Uniform(0.5, 1.0),
@@ -80,7 +80,7 @@ def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm:
         os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
         dlc.build._loaded.clear()           # nothing built in this process counts either
         if warm:
-            runner_module("f32")
+            tune.prebuild("float32")        # as `dlc prebuild` does once per machine
             dlc.build._loaded.clear()       # read from the cache, as a new process would
         open(os.environ[COMPILE_LOG], "w").close()
         pool = ThreadPoolExecutor(1) if processes == 1 else ProcessPoolExecutor(processes)
@@ -91,6 +91,65 @@ def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm:
                                  progress=False, backend=backend)
             seconds = time.perf_counter() - start
         return result, seconds, compile_times(os.environ[COMPILE_LOG])
+
+
+def cold_build() -> tuple:
+    """(wall seconds, compiler CPU seconds, translation units) of building the float32
+    runner into an empty cache, as `dlc prebuild` does."""
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["DLC_CACHE_DIR"] = cache
+        os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
+        dlc.build._loaded.clear()
+        units = []
+        real = dlc.build.run_compiler
+        dlc.build.run_compiler = lambda command: units.append(command) or real(command)
+        cpu = os.times()
+        start = time.perf_counter()
+        try:
+            tune.prebuild("float32")
+        finally:
+            dlc.build.run_compiler = real
+        seconds = time.perf_counter() - start
+        after = os.times()
+        dlc.build._loaded.clear()
+        compiler_cpu = (after.children_user - cpu.children_user
+                        + after.children_system - cpu.children_system)
+        return seconds, compiler_cpu, sum("-c" in c for c in units)
+
+
+class InThisThread(Executor):
+    def submit(self, fn, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def overhead(data, configs: int, epochs: int, repeats: int = 5) -> tuple:
+    """(CPU ms per trial, of which in the runner's C entry points) of the warm search on
+    one thread in this process: the median of ``repeats`` searches, the C measured by
+    cProfile on the process-time clock (CPU time, so other load on the machine counts
+    little)."""
+    import cProfile
+    import pstats
+    import statistics
+    Xt, yt, Xd, yd = data
+    tune.prebuild("float32")
+
+    def once():     # in this thread, where the profiler sees the trials
+        tune.search(build, SPACE, train=(Xt, yt), dev=(Xd, yd), trials=configs, rounds=1,
+                    epochs=epochs, seed=0, executor=InThisThread(), patience=None,
+                    progress=False)
+    once()
+    cpu = []
+    for _ in range(repeats):
+        start = time.process_time()
+        once()
+        cpu.append(time.process_time() - start)
+    profile = cProfile.Profile(time.process_time)
+    profile.runcall(once)
+    in_c = sum(row[2] for (_, _, name), row in pstats.Stats(profile).stats.items()
+               if "dlc_runner_" in name)
+    return statistics.median(cpu) / configs * 1e3, in_c / configs * 1e3
 
 
 def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
@@ -142,32 +201,55 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", default="cold,warm",
                         help="cold: an empty build cache; warm: one holding the runner")
     parser.add_argument("--quick", action="store_true", help="4 configurations, 3 epochs")
+    parser.add_argument("--overhead", action="store_true",
+                        help="only the CPU per trial of the first --configs search, and how "
+                             "much of it is Python")
     args = parser.parse_args(argv)
     epochs = 3 if args.quick else args.epochs
     config_counts = [4] if args.quick else [int(n) for n in args.configs.split(",")]
     data = digits()
+    if args.overhead:
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["DLC_CACHE_DIR"] = cache
+            os.environ[COMPILE_LOG] = os.path.join(cache, "compile-seconds.log")
+            total, in_c = overhead(data, config_counts[0], epochs)
+        print(f"{config_counts[0]} configurations, {epochs} epochs, 1 thread: {total:.1f} ms of "
+              f"CPU per trial, {in_c:.1f} ms in the runner's C, {total - in_c:.1f} ms of Python")
+        return
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    seconds, cpu, units = cold_build()
+    print(f"== cold build of the float32 runner (dlc prebuild, empty cache): {seconds:.2f} s wall, "
+          f"{cpu:.2f} s of compiler CPU in {units} translation units on {os.cpu_count()} cores "
+          f"(load average {load:.2f} before) ==")
     print(f"== random search on digits: {epochs} epochs per configuration, 1 thread per "
           f"process, dlc trials on backend {args.backend!r}, a fresh build cache per row ==")
     print(f"{'cache':>5} {'configs':>7} {'procs':>5} {'dlc s':>8} {'PyTorch s':>9} "
-          f"{'PyTorch/dlc':>11} {'builds':>6} {'compile s':>9} {'compile share':>13}  best dev error dlc/PyTorch")
+          f"{'PyTorch/dlc':>11} {'builds':>6} {'compile s':>9} {'compile share':>13} "
+          f"{'dlc speedup':>11} {'PyTorch speedup':>15}  best dev error dlc/PyTorch")
     caches = args.cache.split(",") if args.backend == "runner" else ["cold"]
     rows = [(c, n, p) for n in config_counts for p in map(int, args.processes.split(","))
             for c in caches]
-    torch_runs = {}
+    torch_runs, dlc_runs = {}, {}
     for cache, configs, processes in rows:
         result, dlc_seconds, compiles = run_dlc(data, configs, epochs, processes,
                                                 args.backend, cache == "warm")
+        dlc_runs[cache, configs, processes] = dlc_seconds
         if (configs, processes) not in torch_runs:
             torch_runs[configs, processes] = run_torch(data, result.trials, epochs, processes)
         torch_seconds, torch_errors = torch_runs[configs, processes]
+        one = dlc_runs.get((cache, configs, 1)), torch_runs.get((configs, 1), (None,))[0]
+        speedups = [f"{base / now:.2f}x" if base else "-"
+                    for base, now in zip(one, (dlc_seconds, torch_seconds))]
         failed = [t.index for t in result.trials if t.status != "ok"]
         print(f"{cache:>5} {configs:7} {processes:5} {dlc_seconds:8.2f} {torch_seconds:9.2f} "
               f"{torch_seconds / dlc_seconds:10.2f}x {len(compiles):6} {sum(compiles):9.2f} "
-              f"{sum(compiles) / dlc_seconds:13.1%}  "
+              f"{sum(compiles) / dlc_seconds:13.1%} {speedups[0]:>11} {speedups[1]:>15}  "
               f"{result.best.dev_error:.4f}/{min(torch_errors):.4f}"
               + (f"; failed dlc trials {failed}" if failed else ""), flush=True)
     print("compile share: the compiler's seconds (every process) / the search's wall time; "
-          "the runner is built once, in the searching process, before the workers start")
+          "cold: the search starts with an empty cache and builds the runner once, in the "
+          "searching process, before the workers start; warm: `dlc prebuild` ran before. "
+          "speedup: the 1-process wall time / this row's")
 
 
 if __name__ == "__main__":

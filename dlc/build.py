@@ -23,6 +23,7 @@ import stat
 import sysconfig
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -173,18 +174,23 @@ def cache_key(*parts: str) -> str:
     return h.hexdigest()[:24]
 
 
-def build(header: str, source: str, cc=None, flags=DEFAULT_FLAGS, directory=None):
-    """Compile (or fetch from the cache) a cffi module; returns (ffi, lib)."""
-    def emit(c_file: Path, name: str) -> None:
+def build(header: str, source: str, cc=None, flags=DEFAULT_FLAGS, directory=None,
+          parts=()):
+    """Compile (or fetch from the cache) a cffi module; returns (ffi, lib).  ``parts``:
+    more C translation units linked into it, compiled beside its own, in parallel."""
+    def emit(c_file: Path, name: str) -> list:
         ffi = cffi.FFI()
         ffi.cdef(header)
         # Quietly: cffi would announce "generating ...", and redirecting sys.stdout around
         # it is not thread-safe (two threads building at once leave stdout swallowed).
         ffi.set_source(name, source, compiler_verbose=False)
         ffi.emit_c_code(str(c_file))
+        for i, text in enumerate(parts):
+            c_file.with_name(f"part{i}.c").write_text(text)
+        return [c_file.with_name(f"part{i}.c") for i in range(len(parts))]
 
-    module = _cached_module("_dlc", emit, (header, source, cffi.__version__), cc, flags,
-                            directory, unique_name=True)
+    module = _cached_module("_dlc", emit, (header, source, *parts, cffi.__version__), cc,
+                            flags, directory, unique_name=True)
     return module.ffi, module.lib
 
 
@@ -193,13 +199,19 @@ def build_extension(c_file: Path, include: str, version: str, cc=None, directory
     the file's stem, against the headers in ``include`` of a library at ``version``;
     returns the module."""
     source = Path(c_file).read_text()
-    return _cached_module(Path(c_file).stem, lambda out, name: out.write_text(source),
+
+    def emit(out: Path, name: str) -> list:
+        out.write_text(source)
+        return []
+
+    return _cached_module(Path(c_file).stem, emit,
                           (source, version), cc, ("-O2", f"-I{include}"), directory,
                           unique_name=False)
 
 
 def _cached_module(prefix: str, emit, content: tuple, cc, flags, directory, unique_name: bool):
-    """Load the module built from ``content`` (``emit(c_file, name)`` writes its C),
+    """Load the module built from ``content`` (``emit(c_file, name)`` writes its C and
+    returns the paths of the other C files to compile and link with it),
     compiling it first unless the cache has a sound copy.  A cffi module's name carries
     the key; a plain extension keeps the name its init function was written for."""
     cc = tuple(compiler_command(cc))
@@ -275,15 +287,15 @@ def _compile(name, emit, cc, flags, directory, file_stem, suffix) -> Path:
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
     try:
         c_file = work / f"{name}.c"
-        emit(c_file, name)
+        c_files = [c_file, *emit(c_file, name)]
         out = work / (file_stem + suffix)
         try:
-            compile_and_link(cc, flags, c_file, out)
+            compile_and_link(cc, flags, c_files, out)
         except BuildError:
             if OPENMP_FLAG not in flags:
                 raise
             # A compiler without OpenMP: the same code runs on one thread.
-            compile_and_link(cc, tuple(f for f in flags if f != OPENMP_FLAG), c_file, out)
+            compile_and_link(cc, tuple(f for f in flags if f != OPENMP_FLAG), c_files, out)
         target = directory / f"{file_stem}-{file_digest(out)}{suffix}"
         os.replace(out, target)
         return target
@@ -291,17 +303,22 @@ def _compile(name, emit, cc, flags, directory, file_stem, suffix) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def compile_and_link(cc: tuple, flags: tuple, c_file: Path, out: Path) -> None:
-    """``c_file`` compiled with ``flags``, then linked into the shared object ``out`` with
+def compile_and_link(cc: tuple, flags: tuple, c_files, out: Path) -> None:
+    """``c_files`` (a path or several, compiled in parallel) compiled with ``flags``,
+    then linked into the shared object ``out`` with
     them all (OpenMP, sanitizers, LTO need them there) but the fast-math ones: linked with
     -ffast-math, -Ofast or -funsafe-math-optimizations, gcc and clang add crtfastmath.o,
     whose constructor makes the CPU flush subnormals to zero in the whole process the
     module is loaded into, NumPy included."""
     include = sysconfig.get_paths()["include"]
-    obj = out.with_suffix(".o")
-    run_compiler([*cc, *flags, "-fPIC", f"-I{include}", "-c", str(c_file), "-o", str(obj)])
+    c_files = [c_files] if isinstance(c_files, (str, Path)) else list(c_files)
+    objects = [Path(c).with_suffix(".o") for c in c_files]
+    commands = [[*cc, *flags, "-fPIC", f"-I{include}", "-c", str(c), "-o", str(o)]
+                for c, o in zip(c_files, objects)]
+    with ThreadPoolExecutor(min(len(commands), os.cpu_count() or 1)) as pool:
+        list(pool.map(run_compiler, commands))
     link_flags = [f for f in flags if f not in FAST_MATH_LINK_FLAGS]
-    run_compiler([*cc, *link_flags, "-shared", str(obj), "-o", str(out), "-lm"])
+    run_compiler([*cc, *link_flags, "-shared", *map(str, objects), "-o", str(out), "-lm"])
 
 
 def run_compiler(command: list) -> None:

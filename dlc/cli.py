@@ -205,6 +205,27 @@ def compile_command(model, flags):
     click.echo(f"{model}: {what} ({seconds:.2f} s); cache {cache_dir()}")
 
 
+# ---------------------------------------------------------------- prebuild
+
+@cli.command(epilog=examples("dlc prebuild", "dlc prebuild --dtype float32"))
+@click.option("--dtype", "dtypes", type=click.Choice(["float32", "float64"]), multiple=True,
+              help="The runner's dtype (repeatable; default both).")
+@click.option("--flags", type=click.Choice(sorted(FLAG_PRESETS)), default="native",
+              show_default=True, help="Compiler flag preset.")
+def prebuild(dtypes, flags):
+    """Build the runner, the C that runs every trainer of backend="runner" and every
+    dlc.tune trial, into the cache: once per machine, compiler and flag preset."""
+    from .tune.prebuild import DTYPES, prebuild as build_runner
+    before = set(cache_modules())
+    if interactive():
+        click.echo("building the runner ...", err=True)
+    seconds = build_runner(dtypes or DTYPES, flags=flags)
+    built = len(set(cache_modules()) - before)
+    timing = ", ".join(f"{code} {s:.2f} s" for code, s in seconds.items())
+    what = f"built {built} new module{'s' * (built != 1)}" if built else "already in the cache"
+    click.echo(f"runner ({flags}): {what} ({timing}); cache {cache_dir()}")
+
+
 # ---------------------------------------------------------------- predict
 
 @cli.command(epilog=examples("dlc predict model.dlc rows.csv",

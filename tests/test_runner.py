@@ -250,11 +250,13 @@ def test_runner_predicts_from_several_python_threads_at_once():
 def test_runner_source_compiles_under_the_strict_flags(cc, dtype, tmp_path):
     if shutil.which(cc) is None:
         pytest.fail(f"{cc} is not installed")
-    source = tmp_path / "runner.c"
-    source.write_text(generate_runner(dtype)[1])
-    done = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
-                           "-fsyntax-only", str(source)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    _, source, parts = generate_runner(dtype)
+    for i, text in enumerate((source, *parts)):
+        unit = tmp_path / f"runner{i}.c"
+        unit.write_text(text)
+        done = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
+                               "-fsyntax-only", str(unit)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
 
 
 def test_a_saved_runner_trainer_loads_on_the_runner_and_resumes_bit_for_bit(tmp_path):

@@ -4,7 +4,9 @@ as data, so a new configuration (new widths, new hyperparameters) needs no compi
 The runner's C is made from the same kernel templates as a specialised build: each op's
 template is rendered once with runtime values in place of the constants (``P(k)``, the
 k-th operand's pointer; ``N(k)``, its row size; ``PANEL(k)``; ``ATTR(j)``, the op's j-th
-attribute as a double), and becomes one case of a switch.  A program is then a table of
+attribute as a double), and becomes one case: a function, called through a table.  The
+cases are split over a few translation units compiled in parallel (a cold build takes
+the longest of them instead of the sum).  A program is then a table of
 records: the case, and for every operand its region, offset, size and panel, and the
 attributes' values.  The shapes, the offsets and every hyperparameter an attribute holds
 (betas, eps, l2/l1, keep_prob, alpha, the dropout streams) are data, read at run time.
@@ -35,6 +37,7 @@ PER_ROW = 8
 STEP_SCALARS = ("m", "lr", "step", "seed")      # K[0..3], as the training program names them
 KERNELS_BEYOND_OPS = {"copy": ("x",)}           # calls of no op: the copy to the output
 ACTIVATION_INDEX = {name: i for i, name in enumerate(ACTIVATIONS)}
+REST_PARTS = 2              # translation units of the kernels without a matrix multiply
 
 
 class Operand(RuntimeValue):
@@ -117,14 +120,30 @@ def case_ids() -> dict:
     return {key: case.id for case in cases() for key in case.ops}
 
 
+@lru_cache(maxsize=1)
+def parts() -> tuple:
+    """The cases in translation units that take about as long to compile (the build
+    compiles them in parallel): those of the matrix multiply (the dense layer and the
+    matrix products, which share its out-of-line parts: most of the runner's compile
+    time), then the other kernels dealt round to REST_PARTS units."""
+    products = tuple(c for c in cases() if re.search(r"\bdlc_(dense|gemm)\(", c.text))
+    rest = [c for c in cases() if c not in products]
+    return (products, *(tuple(rest[i::REST_PARTS]) for i in range(REST_PARTS)))
+
+
+@lru_cache(maxsize=None)
 def generate_runner(dtype: str):
-    """(header, source) of the runner module for ``dtype`` ("f32" or "f64")."""
-    context = dict(ctype=CTYPES[dtype], cases=cases(), max_operands=MAX_OPERANDS,
+    """(header, source, parts) of the runner module for ``dtype`` ("f32" or "f64"): the
+    cffi module's own C (the entry points) and that of the translation units of cases
+    linked into it."""
+    context = dict(ctype=CTYPES[dtype], cases=cases(), parts=parts(), max_operands=MAX_OPERANDS,
                    record_ints=RECORD_INTS, max_attrs=MAX_ATTRS, operand_ints=OPERAND_INTS,
                    regions=len(set(REGIONS.values())), per_row=PER_ROW,
                    version=__version__, ir_lines=("none: the runner takes programs as data",))
     header = render("runner.h.j2", **context)
-    return header, render_with_runtime("runner.c.j2", header=header, **context)
+    units = tuple(render_with_runtime("runner_cases.c.j2", **dict(context, part=i, cases=part))
+                  for i, part in enumerate(parts()))
+    return header, render_with_runtime("runner.c.j2", header=header, **context), units
 
 
 # ---------------------------------------------------------------- a program as data

@@ -5,6 +5,7 @@ same module."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,8 +23,8 @@ from .c_backend import call_epoch
 
 def runner_module(dtype: str, cc=None, flags=DEFAULT_FLAGS):
     """(ffi, lib) of the runner for ``dtype``, from the build cache when it is there."""
-    header, source = generate_runner(dtype)
-    return build(header, source, cc=cc, flags=tuple(flags) + TRAINER.flags)
+    header, source, parts = generate_runner(dtype)
+    return build(header, source, cc=cc, flags=tuple(flags) + TRAINER.flags, parts=parts)
 
 
 class RunnerBackend:
@@ -41,6 +42,7 @@ class RunnerBackend:
         self.cc, self.flags = cc, flags
         self.threads = 1
         self._work = None
+        self._fixed = None          # (records, their pointers)
         self._inference = None      # the RunnerModel of the last evaluation
 
     @property
@@ -53,6 +55,13 @@ class RunnerBackend:
         return (ffi.from_buffer("int64_t[]", records.ints), ffi.from_buffer("double[]", records.reals),
                 records.n_calls, ffi.from_buffer("int64_t[]", records.meta))
 
+    def _program_pointers(self) -> tuple:
+        """The training program's arguments, made once (and again if its records are
+        replaced)."""
+        if self._fixed is None or self._fixed[0] is not self.records:
+            self._fixed = (self.records, self._pointers(self.records))
+        return self._fixed[1]
+
     def run_epoch(self, state, X, T, order, batch_size, lr, seed, step0, loss_sum=0.0):
         """(loss_sum + the sum of cost * rows, steps run, whether every cost was finite)."""
         lib, meta = self.lib, self.records.meta
@@ -62,17 +71,22 @@ class RunnerBackend:
         if self._work is None or self._work.size < n_work:
             self._work = np.empty(n_work, state.dtype)
         return call_epoch(self, lib.dlc_runner_train_epoch, "dlc_runner_train_epoch",
-                          self._pointers(self.records), state, X, T, order, batch_size, lr,
+                          self._program_pointers(), state, X, T, order, batch_size, lr,
                           seed, step0, loss_sum)
 
     def inference(self, net: Model) -> "RunnerModel":
         """The inference program of the model's current weights, run by the runner (its
-        records are kept while the IR holds; new weights are only repacked)."""
+        records are kept while the IR holds; new weights are only repacked, straight
+        from the model when no pass folds them)."""
+        model = self._inference
+        if model is not None and model.unfolded:
+            model.load_weights(model.graph_of(net))
+            return model
         graph = run_pipeline(lower(net))    # folds the current weights
-        if self._inference is None or str(graph) != self._inference.ir:
-            self._inference = RunnerModel(self, graph)
+        if model is None or str(graph) != model.ir:
+            self._inference = RunnerModel(self, graph, net)
         else:
-            self._inference.load_weights(graph)
+            model.load_weights(graph)
         return self._inference
 
     def predict(self, net: Model, X: np.ndarray) -> np.ndarray:
@@ -82,21 +96,32 @@ class RunnerBackend:
 class RunnerModel:
     """An inference program and its packed weights, predicting through the runner."""
 
-    def __init__(self, backend: RunnerBackend, graph: Graph):
-        self.backend, self.ir = backend, str(graph)
+    def __init__(self, backend: RunnerBackend, graph: Graph, net: Model):
+        self.backend, self.graph, self.ir = backend, graph, str(graph)
         self.program = inference_program(graph, LIBRARY_TILE_ROWS)
         self.records = encode(self.program)
         self.dtype = np.dtype(next(iter(graph.inputs.values())).np_dtype)
         self.n_inputs, self.n_outputs = self.program.n_inputs, self.program.n_outputs
-        self.load_weights(graph)
+        # Whether every packed parameter is the model's own array, which no pass folded:
+        # then new weights need no lowering and no passes, only packing.
+        self.unfolded = all(graph.params[ref].value is net.params.get(ref[1:])
+                            for ref in self.program.params.offsets)
+        self.params = pack_params(graph, self.program.params, self.dtype)
+        self._local = threading.local()     # each thread's prepared call
+
+    def graph_of(self, net: Model) -> Graph:
+        """The graph with the model's current parameters (an unfolded model's)."""
+        return self.graph.replace(params={ref: replace(param, value=net.params[ref[1:]])
+                                          if ref in self.program.params.offsets else param
+                                          for ref, param in self.graph.params.items()})
 
     def load_weights(self, graph: Graph) -> None:
-        self.params = pack_params(graph, self.program.params, self.dtype)
-        self._local = threading.local()     # each thread's prepared call, made anew
+        """Packed in place: the calls prepared for each thread stay valid."""
+        np.copyto(self.params, pack_params(graph, self.program.params, self.dtype))
 
     def _prepared(self):
-        """This thread's call arguments but the rows: made once per weights, thread count
-        and Python thread (a batch-1 predict is otherwise mostly cffi conversions;
+        """This thread's call arguments but the rows: made once per thread count and
+        Python thread (a batch-1 predict is otherwise mostly cffi conversions;
         threads predicting at once each have a workspace)."""
         backend, program, local = self.backend, self.program, self._local
         tasks = backend.lib.dlc_runner_set_threads(backend.threads)

@@ -206,8 +206,8 @@ class Trainer:
         try:
             for _ in range(epochs):
                 logs = self._train_epoch(X, T, batch_size, n_used, augment)
-                if dev is not None:
-                    logs.update({f"dev_{k}": v for k, v in self.evaluate(*dev).items()})
+                if dev is not None:     # checked once, and the weights just written back
+                    logs.update({f"dev_{k}": v for k, v in self._metrics(*dev).items()})
                 history.epochs.append(logs)
                 stop = [cb.on_epoch_end(self, logs["epoch"], logs) for cb in callbacks
                         if hasattr(cb, "on_epoch_end")]
@@ -309,7 +309,12 @@ class Trainer:
         "accuracy" as argmax agreement when there are several outputs."""
         X = as_batch(X, self.net.n_inputs, self.dtype)
         T = self.targets(Y, X.shape[0])
-        P = self.predict(X).astype(np.float64)
+        self._adopt_model_params()
+        return self._metrics(X, T)
+
+    def _metrics(self, X: np.ndarray, T: np.ndarray) -> dict:
+        """evaluate's metrics of checked rows and targets, with the weights as they are."""
+        P = self.backend.predict(self.net, X).astype(np.float64)
         return lookup_loss(self.loss).metrics(P, T)
 
     @property

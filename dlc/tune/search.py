@@ -14,7 +14,9 @@ import math
 import multiprocessing
 import os
 import pickle
+import shutil
 import sys
+import tempfile
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures import as_completed as futures_completed
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ import numpy as np
 from ..checks import check_int, check_real, shown
 from ..train import default_backend
 from .space import Params, SpaceError, check_factor, check_space, sample_points, shrunk_space
-from .trial import CONSTRAINTS, STATUSES, Trial, TrialTask, train_trial
+from .trial import CONSTRAINTS, STATUSES, SharedData, Trial, TrialTask, train_trial
 
 BEST_FRACTION = 0.25        # a box shrinks around the best quarter of the trials in it
 SEED_LIMIT = 1 << 24        # fit's seeds are exact float32 integers
@@ -115,16 +117,21 @@ class Pool:
                             f"concurrent.futures.Executor or a dask.distributed.Client, "
                             f"got {shown(executor)}")
         self.executor = executor
+        self.directory = None       # the temporary directory of the shared data
 
     @property
     def pickles(self) -> bool:
         return isinstance(self.executor, ProcessPoolExecutor)
 
-    def put(self, value):
-        """``value`` where the workers read it: scattered once to a Dask cluster."""
+    def put(self, data: tuple):
+        """The arrays where the workers read them: scattered once to a Dask cluster, in a
+        file each worker of a process pool reads once, else as they are."""
         if self.dask:
-            return self.executor.scatter([value], broadcast=True)[0]
-        return value
+            return self.executor.scatter([data], broadcast=True)[0]
+        if self.pickles and not any(a.dtype.hasobject for a in data):
+            self.directory = tempfile.mkdtemp(prefix="dlc-search-")
+            return SharedData(data, self.directory)
+        return data
 
     def submit(self, fn, *args):
         if self.dask:
@@ -140,6 +147,8 @@ class Pool:
     def close(self, cancel: bool = False) -> None:
         if self.owned:
             self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def is_dask_client(executor) -> bool:

@@ -10,6 +10,7 @@ for no compiler.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
@@ -24,6 +25,25 @@ STATUSES = ("ok", "pruned", "failed")
 CONSTRAINTS = ("max_param_bytes", "max_workspace_bytes", "max_latency_us")
 LATENCY_CALLS = 50          # predict calls per timing block; the median of blocks is kept
 LATENCY_BLOCKS = 5
+
+
+class SharedData:
+    """The search's arrays (X, Y, X dev, Y dev) in a file that each worker process reads
+    once, where a process pool would pickle them with every trial: it pickles as its
+    path."""
+
+    _read: dict = {}        # path -> the arrays, in this process
+
+    def __init__(self, data: tuple, directory: str):
+        self.path = os.path.join(directory, "data.npz")
+        np.savez(self.path, *data)
+
+    def arrays(self) -> tuple:
+        if self.path not in SharedData._read:
+            with np.load(self.path) as arrays:
+                SharedData._read = {self.path: tuple(arrays[f"arr_{i}"]
+                                                     for i in range(len(arrays.files)))}
+        return SharedData._read[self.path]
 
 
 class BuildResultError(TypeError):
@@ -143,7 +163,7 @@ def train_trial(build, data: tuple, task: TrialTask, budget: int, state: TrialSt
     start = time.perf_counter()
     trial = state.trial if state is not None else Trial(task.index, task.round,
                                                         dict(task.params), task.seed)
-    X, Y, Xd, Yd = data
+    X, Y, Xd, Yd = data.arrays() if isinstance(data, SharedData) else data
     try:
         if state is None:
             with default_backend(backend):

@@ -56,6 +56,16 @@ def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=Fa
     return GemmBlocks(aligned(a), aligned(b))
 
 
+# The host int8 dense kernel (runtime/quant.h, AVX2) widens DLC_QMR = 6 rows of DLC_QKC = 1024
+# inputs to int16 at a time, into the first task's blocks of the workspace.
+QDENSE_ROWS_BYTES = 6 * 1024 * 2
+
+
+def qdense_blocks(itemsize: int) -> GemmBlocks:
+    """The blocks of a host int8 dense layer: its widened rows, as an A block."""
+    return GemmBlocks(aligned(-(-QDENSE_ROWS_BYTES // itemsize)))
+
+
 # Inference weight matrices are stored as column panels one cache line wide (see
 # dlc_b_column in runtime/gemm.h): the matrix multiply reads them in place, never copies.
 PANEL_BYTES = 64

@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import BATCH, DTYPES, Graph, Node, TensorType, format_node
 from .layout import (PACKINGS, GemmBlocks, ParamLayout, gemm_blocks, inference_layout,
-                     panels_size, param_layout)
+                     panels_size, param_layout, qdense_blocks)
 from .ops import OPS
 from .passes.plan_memory import MemoryPlan, buffer_elements, plan_memory
 from .render import CTYPES, ir_lines, safe_comment
@@ -287,6 +287,8 @@ def program_blocks(calls, rows, itemsize: int) -> GemmBlocks:
         if call.kernel in PRODUCTS:
             blocks = blocks.union(gemm_blocks(itemsize=itemsize,
                                               **PRODUCTS[call.kernel](call, rows)))
+        elif call.kernel == "qdense" and call["x"].type.dtype == "i8":
+            blocks = blocks.union(qdense_blocks(itemsize))
     return blocks
 
 

@@ -153,13 +153,16 @@ static inline void dlc_qdense_out_c(size_t count, size_t width, const int32_t *a
  * x - x_zero lies in [-255, 255] and a weight in [-127, 127] (or -128), so each product
  * fits int16 and a pair's sum int32; the int32 sum cannot overflow for K <= 32768
  * (dlc/ops.py refuses more).  In plain C by tiles of 4 rows (rows past the batch repeat
- * the last) and 16 channels: the reference the vector kernels below equal. */
-static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x,
-                                 int32_t x_zero, const int8_t *P, const int32_t *b,
-                                 const int32_t *multiplier, const int32_t *shift,
-                                 int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
+ * the last) and 16 channels: the reference the vector kernels below equal (which widen
+ * rows into the scratch; these loops need none). */
+static inline void dlc_qdense_i8(const dlc_scratch *scratch, size_t rows, size_t K,
+                                 size_t N, const int8_t *x, int32_t x_zero, const int8_t *P,
+                                 const int32_t *b, const int32_t *multiplier,
+                                 const int32_t *shift, int32_t y_zero, int32_t lo, int32_t hi,
+                                 int8_t *y)
 {
     int32_t acc[4][16];
+    (void)scratch;
     for (size_t n0 = 0; n0 < N; n0 += 16) {
         const size_t width = N - n0 < 16 ? N - n0 : 16;
         for (size_t r0 = 0; r0 < rows; r0 += 4) {
@@ -177,7 +180,8 @@ static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *
 
 #ifdef DLC_QUANT_AVX2
 /* The vector kernels read x - x_zero widened to int16, DLC_QKC inputs of DLC_QMR rows at
- * a time (12 KiB on the stack): a pair of inputs is then one 32-bit broadcast from memory,
+ * a time (12 KiB, in the first task's blocks of the caller's workspace: dlc/layout.py,
+ * QDENSE_ROWS_BYTES, plans them): a pair of inputs is then one 32-bit broadcast from memory,
  * which costs a load and no shuffle. */
 #define DLC_QKC 1024
 #define DLC_QMR 6       /* rows of the AVX2 kernel's register tile (dlc_qtile) */
@@ -418,6 +422,9 @@ static inline void dlc_qdense_block_avx2(const int8_t *x, size_t K, size_t N, si
                                           int32_t y_zero, int32_t lo, int32_t hi,
                                           int16_t *xw, int8_t *y)
 {
+    if (n0 >= N) {      /* never (the caller's loop): lets gcc see the 8-wide loads of */
+        return;         /* dlc_qout8_avx2 stay inside b, multiplier and shift */
+    }
     __m256i acc[2 * DLC_QMR];
     for (size_t i = 0; i < 2 * DLC_QMR; i++) {
         acc[i] = _mm256_setzero_si256();
@@ -471,13 +478,14 @@ static inline void dlc_qdense_block1_avx2(const int8_t *x, size_t K, size_t N, s
 
 /* The int8 dense layer (as the plain C one above computes it) with AVX2: blocks of DLC_QMR
  * rows by 16 channels, then the last rows one at a time by 32 channels; a block's rows
- * widened once when K fits DLC_QKC. */
-static inline void dlc_qdense_i8(size_t rows, size_t K, size_t N, const int8_t *x,
-                                 int32_t x_zero, const int8_t *P, const int32_t *b,
-                                 const int32_t *multiplier, const int32_t *shift,
-                                 int32_t y_zero, int32_t lo, int32_t hi, int8_t *y)
+ * widened once when K fits DLC_QKC, into the scratch's blocks (it runs as one task). */
+static inline void dlc_qdense_i8(const dlc_scratch *scratch, size_t rows, size_t K,
+                                 size_t N, const int8_t *x, int32_t x_zero, const int8_t *P,
+                                 const int32_t *b, const int32_t *multiplier,
+                                 const int32_t *shift, int32_t y_zero, int32_t lo, int32_t hi,
+                                 int8_t *y)
 {
-    int16_t xw[DLC_QMR * DLC_QKC];
+    int16_t *const xw = (int16_t *)(void *)scratch->blocks;
     const size_t pairs = (K + 1) / 2, panels = (N + 7) / 8;
     size_t r0 = 0;
     for (; r0 + DLC_QMR <= rows; r0 += DLC_QMR) {

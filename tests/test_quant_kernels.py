@@ -5,9 +5,11 @@ that reach every edge: inputs past one widened block (DLC_QKC = 1024) and odd, c
 a multiple of 8 or 16, batches that leave 1..5 rows after the 6-row tiles, sums whose bias
 overflows int32 and the extreme requantization shifts.  The AVX-512 path (VNNI's vpdpwssd,
 or AVX-512BW's vpmaddwd) cannot run on this CPU: it is compiled strict, warning-free, and
-its instructions are looked for in the assembly."""
+its instructions are looked for in the assembly.  The AVX2 kernel widens its rows into the
+workspace, whose stated size counts them: the export runs on glibc's smallest pthread stack."""
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ PATHS = {
     "portable": ("-O2",),
 }
 INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
+SMALL_STACK_KIB = 16     # glibc's smallest pthread stack: 12 KiB of widened rows overflow it
 
 
 def qdense_graph(W, b, multiplier, shift, x_zero=-3, y_zero=4, lo=-128, hi=127):
@@ -147,3 +150,52 @@ def test_isa_exports_equal_interpreter(isa, cc, tmp_path):
     X = (rng.normal(size=(61, 40)) * 2).astype(np.float32)
     for got in predict_with_driver(exported, X, tmp_path, STRICT, cc=cc):
         np.testing.assert_array_equal(got, qnet.predict(X))
+
+
+def widened_rows_bytes() -> int:
+    """DLC_QMR rows of DLC_QKC int16 inputs: the AVX2 kernel's buffer, as runtime/quant.h
+    defines it."""
+    text = (Path(dlc.__file__).parent.parent / "runtime" / "quant.h").read_text()
+    rows, kc = (int(re.search(rf"#define {name} (\d+)", text).group(1))
+                for name in ("DLC_QMR", "DLC_QKC"))
+    return rows * kc * 2
+
+
+def wide_quantized(n_in=1024):
+    rng = np.random.default_rng(5)
+    net = dlc.Sequential([dlc.Input(n_in), dlc.Dense(37), dlc.ReLU(), dlc.Dense(5)], seed=2)
+    return dlc.quantize(net, rng.normal(size=(100, n_in))), rng
+
+
+def test_workspace_holds_the_widened_rows(tmp_path):
+    """The host program's blocks are the AVX2 kernel's widened rows and nothing else, in
+    the header, dlc.inspect and the library (one set per task); the embedded target's plain
+    kernels need none."""
+    qnet, _ = wide_quantized()
+    report = dlc.inspect(qnet)
+    assert report.block_bytes == widened_rows_bytes()
+    assert report.workspace_bytes == report.arena_bytes + widened_rows_bytes()
+    header = dlc.export_c(qnet, tmp_path / "out", name="model").header.read_text()
+    assert f"#define MODEL_WORKSPACE_BYTES {report.workspace_bytes}\n" in header
+    model = compile_graph(qnet.graph)
+    arena = int(re.search(r"#define ARENA_ELEMENTS (\d+)", model.c_source).group(1)) * 4
+    assert model.workspace_bytes == arena + widened_rows_bytes()
+    model.threads = 2
+    assert model.workspace_bytes == arena + 2 * widened_rows_bytes()
+    embedded = dlc.inspect(qnet, target="cortex-m4", footprint=False)
+    assert embedded.block_bytes == 0 and embedded.workspace_bytes == embedded.arena_bytes
+
+
+@pytest.mark.parametrize("flags", [PATHS["avx2"], PATHS["portable"]])
+def test_exported_kernel_runs_on_a_small_pthread_stack(flags, tmp_path):
+    """K = 1024 and 2051 inputs (the widened rows full, then in blocks), 15 rows (two 6-row
+    tiles and 3 after): the export runs on a pthread of SMALL_STACK_KIB KiB, in a workspace
+    malloc'ed at exactly the stated size, and gives the interpreter's integers."""
+    for n_in in (1024, 2051):
+        qnet, rng = wide_quantized(n_in)
+        exported = dlc.export_c(qnet, tmp_path / f"out{n_in}", name="model")
+        X = (rng.normal(size=(15, n_in)) * 2).astype(np.float32)
+        stack = [*STRICT, *flags, f"-DDRIVER_STACK_BYTES={SMALL_STACK_KIB * 1024}", "-pthread"]
+        for got in predict_with_driver(exported, X, tmp_path, stack):
+            np.testing.assert_array_equal(got, qnet.predict(X))
+

@@ -81,7 +81,7 @@ class Inspection:
     arena_bytes: int            # activations of one tile of tile_rows rows
     arena_values_per_row: int
     tile_rows: int
-    block_bytes: int            # the matrix multiply's packed blocks
+    block_bytes: int            # the kernels' blocks: packed panels, int8 widened rows
     workspace_bytes: int        # all the scratch memory: the arena, then the blocks
     code_bytes: Optional[int] = None      # .text of the exported C, when measured
     constant_bytes: Optional[int] = None  # .rodata (the baked weights), when measured
@@ -103,7 +103,7 @@ class Inspection:
             f"arena bytes: {self.arena_bytes} ({self.arena_values_per_row} values per row, "
             f"tiles of {self.tile_rows} rows)",
             f"workspace bytes: {self.workspace_bytes} (the arena and {self.block_bytes} bytes "
-            f"of packed blocks)",
+            f"of kernel blocks)",
         ]
         if self.code_bytes is not None:
             lines.append(f"code bytes: {self.code_bytes} text + {self.constant_bytes} constants")

@@ -186,7 +186,7 @@ class Program:
     params: ParamLayout     # the parameter (inference) or state (training) block
     n_inputs: int
     n_outputs: int
-    blocks: GemmBlocks      # the matrix multiply's packed blocks, per task
+    blocks: GemmBlocks      # the kernels' blocks (packed panels, int8 rows), per task
     ir_lines: tuple
     tile_rows: Optional[int] = None     # inference: rows per tile
     cost: Optional[Arg] = None          # training: the scalar cost

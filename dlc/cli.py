@@ -22,6 +22,7 @@ from .build import (FLAG_PRESETS, MAX_BYTES_VARIABLE, cache_dir, cache_modules, 
 from .checkpoint import build_model, read_bytes, save, unpack
 from .export import check_name, export_c
 from .targets.export import TARGETS, export_target
+from .tune.prebuild import DTYPES as RUNNER_DTYPES, prebuild as build_runner
 from .inspect import inspect as inspect_model
 from .onnx import from_onnx, to_onnx
 from .version import __version__
@@ -215,11 +216,10 @@ def compile_command(model, flags):
 def prebuild(dtypes, flags):
     """Build the runner, the C that runs every trainer of backend="runner" and every
     dlc.tune trial, into the cache: once per machine, compiler and flag preset."""
-    from .tune.prebuild import DTYPES, prebuild as build_runner
     before = set(cache_modules())
     if interactive():
         click.echo("building the runner ...", err=True)
-    seconds = build_runner(dtypes or DTYPES, flags=flags)
+    seconds = build_runner(dtypes or RUNNER_DTYPES, flags=flags)
     built = len(set(cache_modules()) - before)
     timing = ", ".join(f"{code} {s:.2f} s" for code, s in seconds.items())
     what = f"built {built} new module{'s' * (built != 1)}" if built else "already in the cache"

@@ -7,6 +7,7 @@ import time
 
 from ..build import DEFAULT_FLAGS, resolve_flags
 from ..shapes import dtype_code
+from ..train.runner_backend import runner_module
 
 DTYPES = ("float32", "float64")
 
@@ -16,7 +17,6 @@ def prebuild(dtypes=DTYPES, flags=DEFAULT_FLAGS, cc=None) -> dict:
     preset name or a list, as ``compile`` takes) into the build cache, unless it is
     there; returns {dtype: seconds}, the seconds of a build that was needed or of
     loading the cached one."""
-    from ..train.runner_backend import runner_module
     if isinstance(dtypes, str):
         dtypes = (dtypes,)
     codes = [dtype_code(dtype) for dtype in dtypes]

@@ -97,6 +97,72 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
     }
 }
 
+/* The softmax of the plain kernels (runtime/portable.h: the microcontrollers' and the
+ * generic export's) leaves its loops rolled and its exp out of line: for a
+ * microcontroller's flash, and for an export as small as the plain loops one writes by
+ * hand, at -O3 too. */
+#if defined(__GNUC__)
+#define DLC_PLAIN_ROLLED _Pragma("GCC unroll 1")
+#define DLC_PLAIN_CALLED __attribute__((noinline, unused))
+#else
+#define DLC_PLAIN_ROLLED
+#define DLC_PLAIN_CALLED
+#endif
+
+/* v[c] = exp(v[c] - max) for 4 values, or NaN where `undefined` is all ones: one
+ * vector's work where there are vectors, and a function of its own, so that a row calls
+ * it rather than carrying a copy per value. */
+static DLC_PLAIN_CALLED void dlc_plain_exp4(dlc_real *v, dlc_real max, dlc_real_bits undefined)
+{
+    for (int c = 0; c < 4; c++) {
+        v[c] = dlc_exp_nonpositive(dlc_shifted(v[c], max, undefined));
+    }
+}
+
+/* Softmax over each row of x (rows, n), one row at a time in short rolled loops (the
+ * host's dlc_softmax_by_row, unrolled and vectorised, is kilobytes for a row of 10): the
+ * max, the exps four at a time, their sum, the division; the same operations in the same
+ * order, so the same results.  The row is NaN where it holds a NaN or its max is
+ * infinite (a +inf, or every value -inf), as in dlc_softmax_undefined.  x and y are the
+ * same buffer or do not overlap. */
+static inline void dlc_plain_softmax(size_t rows, size_t n, const dlc_real *x, dlc_real *y)
+{
+    for (size_t i = 0; i < rows; i++, x += n, y += n) {
+        dlc_real max = x[0];
+        int nan = 0;
+        DLC_PLAIN_ROLLED
+        for (size_t j = 0; j < n; j++) {
+            max = x[j] > max ? x[j] : max;
+            nan |= (dlc_bits(x[j]) & DLC_MAGNITUDE_BITS) > DLC_INF_BITS;
+        }
+        const int infinite = (dlc_bits(max) & DLC_MAGNITUDE_BITS) == DLC_INF_BITS;
+        const dlc_real_bits undefined = dlc_mask_if(nan | infinite);
+        if (x != y) {
+            memcpy(y, x, n * sizeof *y);
+        }
+        size_t j = 0;
+        DLC_PLAIN_ROLLED
+        for (; j + 4 <= n; j += 4) {
+            dlc_plain_exp4(y + j, max, undefined);
+        }
+        if (j < n) {            /* the last 1-3 values, beside values that exp to 1 */
+            dlc_real last[4] = {max, max, max, max};
+            memcpy(last, y + j, (n - j) * sizeof *last);
+            dlc_plain_exp4(last, max, undefined);
+            memcpy(y + j, last, (n - j) * sizeof *last);
+        }
+        dlc_real sum = 0;
+        DLC_PLAIN_ROLLED
+        for (j = 0; j < n; j++) {
+            sum += y[j];
+        }
+        DLC_PLAIN_ROLLED
+        for (j = 0; j < n; j++) {
+            y[j] /= sum;
+        }
+    }
+}
+
 #ifdef DLC_TURN
 /* Rows of 10 classes leave vectors mostly empty and put the max and sum in dependent
  * chains.  With vectors of DLC_VL >= 8 lanes, softmax instead turns groups of DLC_VL

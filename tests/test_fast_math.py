@@ -232,7 +232,7 @@ def test_non_finite_values_in_library_and_export_as_in_reference(model, dtype, f
     """1 row (the unpacked small-batch product) and 40 (packed; groups of 8 rows with
     healthy and NaN rows side by side in softmax); the library with the passes (fused
     epilogues, dense + softmax) and without (each activation on its own; for Dense +
-    Sigmoid the same kernels)."""
+    Sigmoid the same kernels); the host export and the generic one (the plain kernels)."""
     without_passes = [] if model == "sigmoid" else [()]
     for rows in (1, 40):
         net, X, expected = non_finite_case(model, dtype, rows)
@@ -240,10 +240,13 @@ def test_non_finite_values_in_library_and_export_as_in_reference(model, dtype, f
             got = dlc.compile(net, flags=list(flags), passes=passes).predict(X)
             assert_same_non_finite(got, expected, dtype,
                                    f"library, {len(passes)} passes, {rows} rows")
-        exported = dlc.export_c(net, tmp_path / "out", name="model")
-        for got, how in zip(predict_with_driver(exported, X, tmp_path, WARNINGS + list(flags)),
-                            ("internal workspace", "own workspace", "row by row")):
-            assert_same_non_finite(got, expected, dtype, f"export, {how}, {rows} rows")
+        for target in ("host", "generic"):
+            exported = dlc.export_c(net, tmp_path / target, name="model", target=target)
+            for got, how in zip(predict_with_driver(exported, X, tmp_path,
+                                                    WARNINGS + list(flags)),
+                                ("internal workspace", "own workspace", "row by row")):
+                assert_same_non_finite(got, expected, dtype,
+                                       f"{target} export, {how}, {rows} rows")
 
 
 SUBNORMALS_AFTER_LOADING = """

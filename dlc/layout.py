@@ -76,28 +76,30 @@ class ParamLayout:
     offsets: dict     # param ref -> element offset in the packed parameter block
     size: int
     panels: dict = field(default_factory=dict)   # param ref -> panel width, if panel-packed
+    ragged: bool = False    # the last panel as wide as the columns left, else zero-padded
 
 
-def param_layout(graph: Graph, panels: dict = None) -> ParamLayout:
+def param_layout(graph: Graph, panels: dict = None, ragged: bool = False) -> ParamLayout:
     """Offsets of the parameters in one block; the matrices in ``panels`` take the
-    room of their panel-packed form.  A quantized model's integer parameters are not in
-    it: they are static arrays of their own type (program.Constant)."""
+    room of their panel-packed form (``ragged``: see as_panels).  A quantized model's
+    integer parameters are not in it: they are static arrays of their own type
+    (program.Constant)."""
     panels = panels or {}
     offsets, size = {}, 0
     for ref, param in graph.params.items():
         if param.type.is_integer:
             continue
         offsets[ref] = size
-        size += aligned(panels_size(param.value.shape, panels[ref]) if ref in panels
+        size += aligned(panels_size(param.value.shape, panels[ref], ragged) if ref in panels
                         else param.value.size)
-    return ParamLayout(offsets, max(size, 1), panels)
+    return ParamLayout(offsets, max(size, 1), panels, ragged)
 
 
-def inference_layout(graph: Graph, width: int = None) -> ParamLayout:
+def inference_layout(graph: Graph, width: int = None, ragged: bool = False) -> ParamLayout:
     """The parameter block of an inference library or export: dense weights as panels
-    ``width`` columns wide (by default one cache line; a target's plain kernels may ask
-    for another, 1 storing each matrix transposed)."""
-    return param_layout(graph, weight_panels(graph, width))
+    ``width`` columns wide (by default one cache line, zero-padded for the matrix
+    multiply's full-width reads; a target's plain kernels ask for narrow ragged ones)."""
+    return param_layout(graph, weight_panels(graph, width), ragged)
 
 
 def weight_panels(graph: Graph, width: int = None) -> dict:
@@ -107,18 +109,21 @@ def weight_panels(graph: Graph, width: int = None) -> dict:
             if node.op == "dense" and node.inputs[1] in graph.params}
 
 
-def panels_size(shape: tuple, width: int) -> int:
+def panels_size(shape: tuple, width: int, ragged: bool = False) -> int:
     """Values in the panel-packed form of a (K, N) matrix."""
     K, N = shape
-    return K * -(-N // width) * width
+    return K * N if ragged else K * -(-N // width) * width
 
 
-def as_panels(W: np.ndarray, width: int) -> np.ndarray:
-    """(K, N) as ceil(N / width) panels of K rows of ``width`` columns, zero-padded, flat."""
+def as_panels(W: np.ndarray, width: int, ragged: bool = False) -> np.ndarray:
+    """(K, N) as ceil(N / width) panels of K rows of ``width`` columns, flat: the last
+    zero-padded, or with ``ragged`` as wide as the columns left."""
     K, N = W.shape
-    padded = np.zeros((K, -(-N // width) * width), W.dtype)
-    padded[:, :N] = W
-    return padded.reshape(K, -1, width).transpose(1, 0, 2).reshape(-1)
+    whole = N - N % width if ragged else -(-N // width) * width
+    padded = np.zeros((K, whole), W.dtype)
+    padded[:, :min(N, whole)] = W[:, :whole]
+    panels = padded.reshape(K, whole // width, width).transpose(1, 0, 2).reshape(-1)
+    return np.concatenate([panels, W[:, whole:].reshape(-1)])
 
 
 def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
@@ -128,8 +133,8 @@ def pack_params(graph: Graph, layout: ParamLayout, dtype) -> np.ndarray:
         if ref not in layout.offsets:       # an integer constant, baked into the source
             continue
         start = layout.offsets[ref]
-        value = (as_panels(param.value, layout.panels[ref]) if ref in layout.panels
-                 else param.value.reshape(-1))
+        value = (as_panels(param.value, layout.panels[ref], layout.ragged)
+                 if ref in layout.panels else param.value.reshape(-1))
         block[start:start + value.size] = value
     return block
 

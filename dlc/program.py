@@ -335,12 +335,13 @@ def node_call(node: Node, graph: Graph, arg) -> Call:
 # ---------------------------------------------------------------- inference
 
 def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = None,
-                      packed: bool = True, packings: Mapping = None) -> Program:
+                      packed: bool = True, packings: Mapping = None,
+                      ragged: bool = False) -> Program:
     """The program of an inference graph (one batched input, one output or several side by
     side in y): tiles of at most ``tile_rows`` rows, parameters in P (dense weights packed
-    in panels ``panel`` columns wide, by default a cache line), activations in the arena A.
-    ``packed=False`` is for a target whose kernels pack nothing: no blocks for the matrix
-    multiply."""
+    in panels ``panel`` columns wide, by default a cache line, the last ``ragged`` or
+    zero-padded), activations in the arena A.  ``packed=False`` is for a target whose
+    kernels pack nothing: no blocks for the matrix multiply."""
     (x_ref, x_type), = graph.inputs.items()
     types = graph.types()
     widths = tuple(types[ref].row_size for ref in graph.outputs)
@@ -353,7 +354,7 @@ def inference_program(graph: Graph, tile_rows: int = TILE_ROWS, panel: int = Non
     if out_ref is None:     # a tile of y at the arena's end, for an entry with one pointer
         plan = MemoryPlan(plan.offsets, plan.size + buffer_elements(y_type, tile_rows,
                                                                     x_type.np_dtype.itemsize))
-    layout = inference_layout(graph, panel)
+    layout = inference_layout(graph, panel, ragged)
     arg = inference_args(graph, plan, layout, tile_rows, x_ref, out_ref)
     calls = [node_call(node, graph, arg) for node in graph.nodes]
     if out_ref is not None and out_ref not in {n.out for n in graph.nodes}:
@@ -424,7 +425,8 @@ def inference_args(graph: Graph, plan: MemoryPlan, layout: ParamLayout, tile_row
         if ref in graph.params:
             panel = layout.panels.get(ref, 0)
             return Buffer(names[ref], ref, type_, "P", layout.offsets[ref],
-                          panels_size(type_.shape, panel) if panel else type_.row_size,
+                          panels_size(type_.shape, panel, layout.ragged) if panel
+                          else type_.row_size,
                           panel=panel, writable=False)
         if ref == x_ref:
             return Buffer("x", ref, type_, "x", 0, type_.row_size, per_row=True,

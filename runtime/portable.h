@@ -10,8 +10,9 @@
 #include "activations.h"
 #include "dlc_runtime.h"
 
-/* The weight matrices of the plain dense kernel are column panels 4 columns wide
- * (dlc/targets/embedded.py packs them so, and an export defines it): four outputs are
+/* The weight matrices of the plain dense kernel are column panels 4 columns wide, the
+ * last as wide as the columns left (dlc/targets/embedded.py packs them so, and an export
+ * defines it; nothing is padded, the flash holds the weights alone): four outputs are
  * summed at once, in four registers (one vector on a machine that has them), from one read
  * of each input, each sum over k in order. */
 #if defined(DLC_PLAIN_PANEL) && DLC_PLAIN_PANEL != 4
@@ -34,11 +35,14 @@ typedef float dlc_quad __attribute__((vector_size(16)));
 typedef float dlc_oct __attribute__((vector_size(32)));
 #endif
 
-/* y[0.. n_out) of one row from the g panels at W, each n_in rows of 4 columns. */
+/* y[0.. n_out) of one row from the g panels at W, each n_in rows of 4 columns but a
+ * narrow last one (n_out % 4 columns, read into a vector with zeros after them). */
 static inline __attribute__((always_inline)) void dlc_plain_panels(
     size_t g, size_t n_in, size_t n_out, const float *restrict x, const float *restrict W,
     const float *restrict b, float *restrict y)
 {
+    const size_t whole = n_out / 4, narrow = n_out % 4;
+    const float *restrict last = W + whole * n_in * 4;
     dlc_quad s[DLC_PLAIN_GROUP] = {{0}};
     size_t k = 0;
 #ifdef DLC_PLAIN_PAIRS
@@ -46,10 +50,18 @@ static inline __attribute__((always_inline)) void dlc_plain_panels(
     for (; k + 1 < n_in; k += 2) {
         const dlc_oct xk = {x[k], x[k], x[k], x[k], x[k + 1], x[k + 1], x[k + 1], x[k + 1]};
         DLC_PLAIN_UNROLL
-        for (size_t p = 0; p < g; p++) {
+        for (size_t p = 0; p < whole; p++) {
             dlc_oct w;
             memcpy(&w, W + (p * n_in + k) * 4, sizeof w);
             t[p] += xk * w;
+        }
+        if (narrow) {
+            dlc_oct w = {0};
+            for (size_t c = 0; c < narrow; c++) {
+                w[c] = last[k * narrow + c];
+                w[4 + c] = last[(k + 1) * narrow + c];
+            }
+            t[whole] += xk * w;
         }
     }
     DLC_PLAIN_UNROLL
@@ -61,10 +73,17 @@ static inline __attribute__((always_inline)) void dlc_plain_panels(
 #endif
     for (; k < n_in; k++) {
         DLC_PLAIN_UNROLL
-        for (size_t p = 0; p < g; p++) {
+        for (size_t p = 0; p < whole; p++) {
             dlc_quad w;
             memcpy(&w, W + (p * n_in + k) * 4, sizeof w);
             s[p] += x[k] * w;
+        }
+        if (narrow) {
+            dlc_quad w = {0};
+            for (size_t c = 0; c < narrow; c++) {
+                w[c] = last[k * narrow + c];
+            }
+            s[whole] += x[k] * w;
         }
     }
     DLC_PLAIN_UNROLL
@@ -108,14 +127,16 @@ static inline __attribute__((always_inline)) void dlc_plain_dense(
 }
 #else
 /* y = x W + b: x is (rows, n_in), W (n_in, n_out) packed as ceil(n_out / 4) panels of
- * n_in rows of 4 columns (zero-padded), b is (n_out), y is (rows, n_out).  Each output is
- * summed over k in order, from 0, then the bias added. */
+ * n_in rows of 4 columns, the last of the n_out % 4 left when there are some; b is
+ * (n_out), y is (rows, n_out).  Each output is summed over k in order, from 0, then the
+ * bias added. */
 static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const dlc_real *x,
                                    const dlc_real *W, const dlc_real *b, dlc_real *y)
 {
     for (size_t i = 0; i < rows; i++, x += n_in, y += n_out) {
         const dlc_real *w = W;
-        for (size_t j = 0; j < n_out; j += 4) {
+        size_t j = 0;
+        for (; j + 4 <= n_out; j += 4) {
             dlc_real s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             for (size_t k = 0; k < n_in; k++, w += 4) {
                 const dlc_real v = x[k];
@@ -125,15 +146,17 @@ static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const
                 s3 += v * w[3];
             }
             y[j] = s0 + b[j];
-            if (j + 1 < n_out) {
-                y[j + 1] = s1 + b[j + 1];
+            y[j + 1] = s1 + b[j + 1];
+            y[j + 2] = s2 + b[j + 2];
+            y[j + 3] = s3 + b[j + 3];
+        }
+        const size_t width = n_out - j;
+        for (size_t c = 0; c < width; c++) {     /* the narrow last panel, column by column */
+            dlc_real s = 0;
+            for (size_t k = 0; k < n_in; k++) {
+                s += x[k] * w[k * width + c];
             }
-            if (j + 2 < n_out) {
-                y[j + 2] = s2 + b[j + 2];
-            }
-            if (j + 3 < n_out) {
-                y[j + 3] = s3 + b[j + 3];
-            }
+            y[j + c] = s + b[j + c];
         }
     }
 }

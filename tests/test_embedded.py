@@ -121,6 +121,26 @@ def test_plain_export_is_strict_c99_and_equals_python_on_the_host(target, dtype,
     assert exported.workspace_bytes == exported.inspection.arena_bytes     # no blocks
 
 
+@pytest.mark.parametrize("flags", [("-O2",), ("-O3", "-march=native", "-ffast-math")])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plain_dense_reads_every_ragged_panel_shape(dtype, flags, tmp_path):
+    """Widths 1..3 and 4k + 1..3 around the vector path's groups of 8 panels (32, 33, 35,
+    38, 70 columns) and odd and even depths (fast-math on AVX sums rows k, k + 1 apart):
+    each layer's last panel holds only the columns left (float64 takes the scalar loops),
+    and a softmax of 35 classes ends 4 values at a time with 3 left."""
+    widths = [33, 70, 5, 38, 1, 2, 3, 32, 35]
+    layers = [layer for w in widths[:-1] for layer in (dlc.Dense(w), dlc.Tanh())]
+    net = dlc.Sequential([dlc.Input(7), *layers, dlc.Dense(widths[-1]), dlc.Softmax()],
+                         dtype=dtype, seed=4)
+    exported = dlc.export_c(net, tmp_path / "out", name="model", target="generic",
+                            footprint=False)
+    params = net.get_params().values()      # each aligned to 16 values, none padded more
+    assert exported.weights_bytes <= sum(p.nbytes + 16 * p.itemsize for p in params)
+    X = (np.random.default_rng(2).normal(size=(30, 7)) * 2).astype(dtype)
+    for y in predict_with_driver(exported, X, tmp_path, [*STRICT, *flags]):
+        assert_matches(y, dlc.reference(net).predict(X), dtype, what=" ".join(flags))
+
+
 def test_export_carries_only_the_kernels_its_model_calls(tmp_path):
     relu = dlc.Sequential([dlc.Input(8), dlc.Dense(4), dlc.ReLU(), dlc.Dense(3)], seed=0)
     source = dlc.export_c(relu, tmp_path, name="m", target="generic").source.read_text()
@@ -129,6 +149,12 @@ def test_export_carries_only_the_kernels_its_model_calls(tmp_path):
     assert defined == {"dlc_bits", "dlc_from_bits", "dlc_mask_if", "dlc_relu",
                        "dlc_plain_panels", "dlc_plain_dense", "dlc_plain_relu"}
     assert not re.search(r"dlc_(elu|silu|sigmoid1|activate1|softmax|gemm)", source)
+    classifier = dlc.Sequential([dlc.Input(8), dlc.Dense(3), dlc.Softmax()], seed=0)
+    source = dlc.export_c(classifier, tmp_path / "softmax", name="m",
+                          target="generic").source.read_text()
+    defined = set(re.findall(r"^static .*?\b(dlc_\w+)\(", source, re.M))
+    assert {"dlc_plain_softmax", "dlc_plain_exp4"} <= defined
+    assert not defined & {"dlc_softmax_by_row", "dlc_softmax_undefined", "dlc_turn"}
 
 
 def test_every_activation_has_a_plain_kernel():

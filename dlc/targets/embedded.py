@@ -4,8 +4,9 @@ the program's shape on it (rows per tile, weight panels, packed blocks or none).
 
 Microcontrollers and the ``generic`` machine take the plain kernels
 (runtime/portable.h, templates/embedded/): one tile of one row, weights read in place as
-4-column panels in flash (a group of panels at once, in vectors, where the machine has
-them), no packed blocks, one function per activation the model uses.
+4-column panels in flash, the last as wide as the columns left (a group of panels at
+once, in vectors, where the machine has them), no packed blocks, one function per
+activation the model uses, a softmax of rolled loops.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from . import Target
 
 # The plain kernels' weight panels (DLC_PLAIN_PANEL of runtime/portable.h, which the
 # export defines): 4 outputs at once, in registers on a microcontroller, one vector of a
-# group of panels summed together where there are vector registers.
+# group of panels summed together where there are vector registers; the last panel is
+# ragged (program.inference_program), so the flash holds no padding.
 PLAIN_PANEL = 4
 PLAIN = Target("plain", header="export.h.j2", source="export.c.j2",
                kernels={"dense": "embedded/dense.c.j2", "activation": "embedded/activation.c.j2",

@@ -67,7 +67,7 @@ def target_program(graph: Graph, target: ExportTarget, tile_rows: int = None):
     """The program of ``graph`` shaped for ``target`` (tiles of ``tile_rows`` rows, by
     default the target's)."""
     return inference_program(graph, tile_rows or target.tile_rows, target.panel, target.packed,
-                             target.kernels.packed)
+                             target.kernels.packed, ragged=target.plain)
 
 
 def generate_export(graph: Graph, name: str, block, summary_lines, weights_file: str = None,

@@ -1,6 +1,8 @@
 """What an exported model costs, per model and export target: code (text), constants
-(the weights), data, bss, worst-case stack (gcc's -fstack-usage through the call graph)
-and workspace, measured on the object each target's compiler builds; and on this x86-64
+(the weights), data, bss, worst-case stack (gcc's -fstack-usage through the call graph,
+with what the library functions it calls take and, on x86-64, each leaf's red zone),
+"frames" (the file's own frames in that chain: all -fstack-usage alone reports) and
+workspace, measured on the object each target's compiler builds; and on this x86-64
 machine, batch-1 latency of the host and generic exports next to a hand-written
 plain-loop C of the same net (plain_mlp.c), at three flag sets: CPU time per call, the
 median of several rounds in which every program runs in turn.
@@ -33,8 +35,8 @@ from workloads import WORKLOADS, dlc_net  # noqa: E402
 
 HOST_FLAGS = {"-O2": ("-O2",), "-O3 native": ("-O3", "-march=native"),
               "-O3 native fast-math": ("-O3", "-march=native", "-ffast-math")}
-COLUMNS = ("target", "flags", "text", "weights", "data", "bss", "flash", "stack", "workspace",
-           "batch-1 us")
+COLUMNS = ("target", "flags", "text", "weights", "data", "bss", "flash", "stack", "frames",
+           "workspace", "batch-1 us")
 
 
 def plain_weights(net) -> str:
@@ -89,7 +91,7 @@ def interleaved_us(programs: dict, seconds: float, rounds: int) -> dict:
 
 def row(target, flags, fp, us=None) -> tuple:
     return (target, flags, fp.text, fp.rodata, fp.data, fp.bss, fp.flash, fp.stack,
-            fp.workspace, "-" if us is None else f"{us:.3f}")
+            fp.frames, fp.workspace, "-" if us is None else f"{us:.3f}")
 
 
 def model_rows(net, quick: bool) -> list:

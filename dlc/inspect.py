@@ -48,6 +48,7 @@ class Footprint:
     stack: int          # bytes of the deepest call chain from <name>_predict
     chain: tuple        # that chain, outermost first
     external: tuple     # functions it calls outside the file (libm), whose stack is theirs
+    frames: int = 0     # the file's own frames in that chain, all -fstack-usage reports
 
     @property
     def code(self) -> int:
@@ -198,6 +199,7 @@ def measure_footprint(source: Path, name: str, target: ExportTarget, workspace: 
                       "-o", str(obj)])
         sections = object_sections(obj, target.size_tool)
         frames, calls = call_graph((Path(tmp) / "model.ci").read_text())
+    own = frames
     if target.cc:
         library_frames, library_calls = library_graph(tuple(command))
         frames = {**library_frames, **frames}
@@ -209,7 +211,8 @@ def measure_footprint(source: Path, name: str, target: ExportTarget, workspace: 
     return Footprint(
         command=" ".join([*command, "-c", source.name]), text=sections.text,
         rodata=sections.rodata, data=sections.data, bss=sections.bss, workspace=workspace,
-        stack=sum(frames[f] for f in chain), chain=tuple(chain), external=tuple(external))
+        stack=sum(frames[f] for f in chain), chain=tuple(chain), external=tuple(external),
+        frames=sum(own.get(f, 0) for f in chain))
 
 
 def host_frames(command: tuple, frames: dict, calls: dict, entry: str) -> dict:

@@ -1,13 +1,16 @@
 """A random search on the digits, in dlc and in PyTorch eager, on 1 and 2 processes.
 
     python benchmarks/tune.py [--configs 20,100] [--processes 1,2] [--epochs 20]
-                              [--backend runner] [--quick] [--overhead]
+                              [--backend runner] [--quick] [--overhead] [--timeline]
 
 The same sampled configurations (hidden width 16-256 on a log scale, lr, L2, keep_prob,
 batch size), the same epochs, the dev error after every epoch, one thread per process.
 dlc runs ``dlc.tune.search`` (its trials on the runner unless ``--backend c``) with a
-fresh build cache for every row, on a one-thread executor for 1 process and a process
-pool otherwise; PyTorch runs the trials on as many processes.  The time the C compiler
+fresh build cache for every row, on a one-thread executor for 1 process and its own
+process pool otherwise; PyTorch runs the trials on as many processes, forked once torch
+is imported, on one thread and warm (so no row times its lazy imports), widest first as dlc's search
+submits them.  ``--timeline`` shows where dlc's time went: the CPU and busy seconds of
+each worker and the makespan against its ideal.  The time the C compiler
 takes is measured around the build cache's compile step, in every process.  First, the
 cold build of the runner alone (what ``dlc prebuild`` does once per machine).
 """
@@ -221,11 +224,38 @@ def overhead(data, configs: int, epochs: int, repeats: int = 5) -> tuple:
     return statistics.median(cpu) / configs * 1e3, in_c / configs * 1e3
 
 
-def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
-    """One configuration in PyTorch eager: the best dev error over its epochs."""
+def torch_one_thread():
+    """torch imported and on one thread (intra-op)."""
     import torch
     torch.set_num_threads(1)
-    Xt, yt, Xd, yd = (torch.from_numpy(np.asarray(a)) for a in data)
+    return torch
+
+
+def torch_warm_up() -> None:
+    """torch imported, on one thread, and one Adam step taken (the first imports much of
+    torch lazily: about 4 s), before the clock starts, in this process and so in the
+    pool's workers forked from it: no row times that."""
+    torch = torch_one_thread()
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(layer.parameters())
+    layer(torch.zeros(1, 2)).sum().backward()
+    optimizer.step()
+
+
+TORCH_DATA = None       # the digits in a worker of the PyTorch pool, shipped once
+
+
+def torch_worker(data) -> None:
+    global TORCH_DATA
+    TORCH_DATA = data
+    torch_one_thread()
+
+
+def torch_trial(params: dict, seed: int, epochs: int, data=None) -> float:
+    """One configuration in PyTorch eager: the best dev error over its epochs."""
+    torch = torch_one_thread()
+    assert torch.get_num_threads() == 1
+    Xt, yt, Xd, yd = (torch.from_numpy(np.asarray(a)) for a in (data or TORCH_DATA))
     yt, yd = yt.long(), yd.long()
     p = params
     torch.manual_seed(seed)
@@ -251,12 +281,18 @@ def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
 
 
 def run_torch(data, trials, epochs: int, processes: int) -> tuple:
+    """The trials' seconds and best dev errors, submitted widest first as dlc's search
+    does; a pool's workers are forked from this process (as dlc's are), the data given
+    them once."""
+    torch_warm_up()
+    trials = sorted(trials, key=lambda t: -t.params["hidden"])
+    jobs = [(dict(t.params), t.seed, epochs) for t in trials]
     start = time.perf_counter()
-    jobs = [(data, dict(t.params), t.seed, epochs) for t in trials]
     if processes == 1:
-        errors = [torch_trial(*job) for job in jobs]
+        errors = [torch_trial(*job, data=data) for job in jobs]
     else:
-        with ProcessPoolExecutor(processes) as pool:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=torch_worker, initargs=(data,)) as pool:
             errors = list(pool.map(torch_trial, *zip(*jobs)))
     return time.perf_counter() - start, errors
 

@@ -143,6 +143,11 @@ class Timeline:
                 pid, begin, end, cpu = line.split()
                 self.workers.setdefault(pid, []).append((float(begin), float(end), float(cpu)))
 
+    def critical_cpu(self) -> float:
+        """The CPU seconds of the busiest worker's trials: the makespan of an idle
+        machine, start-up aside."""
+        return max(sum(c for _, _, c in spans) for spans in self.workers.values())
+
     def summary(self) -> str:
         """busy: the sum of the trials' wall seconds in each worker; ideal: all of them
         spread evenly over the processes; first: from the search's start to each
@@ -348,7 +353,7 @@ def main(argv=None) -> None:
     caches = args.cache.split(",") if args.backend == "runner" else ["cold"]
     rows = [(c, n, p) for n in config_counts for p in map(int, args.processes.split(","))
             for c in caches]
-    torch_runs, dlc_runs = {}, {}
+    torch_runs, dlc_runs, timelines = {}, {}, {}
     for cache, configs, processes in rows:
         result, dlc_seconds, compiles, timeline = run_dlc(data, configs, epochs, processes,
                                                 args.backend, cache == "warm",
@@ -368,8 +373,13 @@ def main(argv=None) -> None:
               f"{sum(compiles) / dlc_seconds:13.1%} {speedups[0]:>11} {speedups[1]:>15}  "
               f"{result.best.dev_error:.4f}/{min(torch_errors):.4f}"
               + (f"; failed dlc trials {failed}" if failed else ""), flush=True)
+        timelines[cache, configs, processes] = timeline
         if args.timeline:
-            print(f"      timeline (load {os.getloadavg()[0]:.2f}): {timeline.summary()}",
+            alone = timelines.get((cache, configs, 1))
+            bound = (f"; CPU speedup {alone.critical_cpu() / timeline.critical_cpu():.2f}x "
+                     f"(the 1-process row's trials' CPU / the busiest worker's)"
+                     if alone and processes > 1 else "")
+            print(f"      timeline (load {os.getloadavg()[0]:.2f}): {timeline.summary()}{bound}",
                   flush=True)
     print("compile share: the compiler's seconds (every process) / the search's wall time; "
           "cold: the search starts with an empty cache and builds the runner once, in the "

@@ -19,7 +19,8 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures import as_completed as futures_completed
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,13 +139,30 @@ class Pool:
         if self.dask:
             from distributed import as_completed
             return as_completed(futures)
-        return futures_completed(futures)
+        return done_first(futures)
 
     def close(self, cancel: bool = False) -> None:
         if self.owned:
             self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def done_first(futures):
+    """The futures as they complete, those found done together in the order given
+    (concurrent.futures.as_completed yields them in a set's order)."""
+    pending = list(futures)
+    while pending:
+        futures_wait(pending, return_when=FIRST_COMPLETED)
+        done, pending = split_done(pending)
+        yield from done
+
+
+def split_done(futures) -> tuple:
+    done, pending = [], []
+    for future in futures:
+        (done if future.done() else pending).append(future)
+    return done, pending
 
 
 def check_executor(executor) -> bool:

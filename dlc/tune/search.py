@@ -319,8 +319,9 @@ def search(build, space, train, dev, trials: int = 40, rounds: int = 3, epochs: 
     rung ("pruned").  ``max_*`` constraints fail a trial before it trains.
     ``executor``: None (a process pool over the cores, forked from this process when
     that is safe), any concurrent.futures.Executor or a dask.distributed.Client; the
-    trials expected to take longest (most epochs times widths) are submitted first.  ``log`` gets every finished trial as a JSON line;
-    ``resume`` (a log) skips the trials it holds.  A failing trial is recorded and the
+    trials expected to take longest (most epochs times widths) are submitted first.
+    ``log`` gets every finished trial as a JSON line; ``resume`` (a log) skips the
+    trials it holds.  A failing trial is recorded and the
     search goes on; Ctrl-C returns what has finished (``interrupted``).  ``backend`` is
     the default of ``compile(mode="train")`` inside ``build`` (a backend named there
     wins): "runner" (C compiled once, no compiler run per trial) or "c" (each trial's

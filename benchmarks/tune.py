@@ -1,19 +1,25 @@
 """A random search on the digits, in dlc and in PyTorch eager, on 1 and 2 processes.
 
     python benchmarks/tune.py [--configs 20,100] [--processes 1,2] [--epochs 20]
-                              [--backend runner] [--quick] [--overhead]
+                              [--backend runner] [--quick] [--overhead] [--timeline]
 
 The same sampled configurations (hidden width 16-256 on a log scale, lr, L2, keep_prob,
 batch size), the same epochs, the dev error after every epoch, one thread per process.
 dlc runs ``dlc.tune.search`` (its trials on the runner unless ``--backend c``) with a
-fresh build cache for every row, on a one-thread executor for 1 process and a process
-pool otherwise; PyTorch runs the trials on as many processes.  The time the C compiler
+fresh build cache for every row, on a one-thread executor for 1 process and its own
+process pool otherwise; PyTorch runs the trials on as many processes, forked once torch
+is imported, on one thread and warm (so no row times its lazy imports), widest first as dlc's search
+submits them.  ``--timeline`` shows where dlc's time went: the CPU and busy seconds of
+each worker and the makespan against its ideal.  The time the C compiler
 takes is measured around the build cache's compile step, in every process.  First, the
 cold build of the runner alone (what ``dlc prebuild`` does once per machine).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -65,12 +71,33 @@ ORIGINAL_COMPILE = dlc.build._compile
 dlc.build._compile = timed_compile      # module level: the pool's processes time theirs too
 
 
+TIMELINE_LOG = "DLC_BENCH_TIMELINE_LOG"     # where every process appends its trials' spans
+
+
+def timed_trial(*args, **kwargs):
+    """train_trial, its span (pid, wall start and end on the machine-wide monotonic
+    clock, CPU seconds of the process) appended to the timeline log."""
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        return ORIGINAL_TRIAL(*args, **kwargs)
+    finally:
+        with open(os.environ.get(TIMELINE_LOG, os.devnull), "a") as log:
+            log.write(f"{os.getpid()} {start} {time.perf_counter()} "
+                      f"{time.process_time() - cpu}\n")
+
+
+SEARCH = sys.modules["dlc.tune.search"]      # the module (dlc.tune.search is the function)
+ORIGINAL_TRIAL = SEARCH.train_trial
+SEARCH.train_trial = timed_trial
+
+
 def compile_times(path: str) -> list:
     with open(path) as log:
         return [float(line) for line in log if line.strip()]
 
 
-def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm: bool):
+def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm: bool,
+            start_method: str = "fork"):
     """The search with a fresh build cache, holding the runner already when ``warm`` (as
     after dlc's first training on the machine: the runner is built once per dtype and
     flags, then read from the cache)."""
@@ -83,14 +110,64 @@ def run_dlc(data, configs: int, epochs: int, processes: int, backend: str, warm:
             tune.prebuild("float32")        # as `dlc prebuild` does once per machine
             dlc.build._loaded.clear()       # read from the cache, as a new process would
         open(os.environ[COMPILE_LOG], "w").close()
-        pool = ThreadPoolExecutor(1) if processes == 1 else ProcessPoolExecutor(processes)
+        os.environ[TIMELINE_LOG] = os.path.join(cache, "timeline.log")
+        open(os.environ[TIMELINE_LOG], "w").close()
+        if processes == 1:
+            pool = ThreadPoolExecutor(1)
+        elif start_method == "search":      # the search's own pool, over the cores
+            pool = contextlib.nullcontext()
+        else:
+            pool = ProcessPoolExecutor(processes,
+                                       mp_context=multiprocessing.get_context(start_method))
         with pool:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = tune.search(build, SPACE, train=(Xt, yt), dev=(Xd, yd), trials=configs,
-                                 rounds=1, epochs=epochs, seed=0, executor=pool, patience=None,
-                                 progress=False, backend=backend)
+                                 rounds=1, epochs=epochs, seed=0, executor=pool.__enter__(),
+                                 patience=None, progress=False, backend=backend)
             seconds = time.perf_counter() - start
-        return result, seconds, compile_times(os.environ[COMPILE_LOG])
+            parent_cpu = time.process_time() - cpu
+        timeline = Timeline(start, seconds, parent_cpu, processes, os.environ[TIMELINE_LOG])
+        return result, seconds, compile_times(os.environ[COMPILE_LOG]), timeline
+
+
+class Timeline:
+    """Where a search's wall time went: each worker's trials (pid -> [(start, end, cpu)]
+    on the monotonic clock, which Linux shares between processes)."""
+
+    def __init__(self, start, seconds, parent_cpu, processes, path):
+        self.start, self.seconds, self.parent_cpu = start, seconds, parent_cpu
+        self.processes = processes
+        self.workers = {}
+        with open(path) as log:
+            for line in log:
+                pid, begin, end, cpu = line.split()
+                self.workers.setdefault(pid, []).append((float(begin), float(end), float(cpu)))
+
+    def critical_cpu(self) -> float:
+        """The CPU seconds of the busiest worker's trials: the makespan of an idle
+        machine, start-up aside."""
+        return max(sum(c for _, _, c in spans) for spans in self.workers.values())
+
+    def summary(self) -> str:
+        """busy: the sum of the trials' wall seconds in each worker; ideal: all of them
+        spread evenly over the processes; first: from the search's start to each
+        worker's first trial (pool start-up); idle tail: from each worker's last trial to
+        the search's end."""
+        end = self.start + self.seconds
+        busy = {pid: sum(e - b for b, e, _ in spans) for pid, spans in self.workers.items()}
+        worker_cpu = [sum(c for _, _, c in spans) for spans in self.workers.values()]
+        cpu = sum(c for spans in self.workers.values() for _, _, c in spans)
+        ideal = sum(busy.values()) / self.processes
+        first = [min(b for b, _, _ in spans) - self.start for spans in self.workers.values()]
+        tail = [end - max(e for _, e, _ in spans) for spans in self.workers.values()]
+        counts = [len(spans) for spans in self.workers.values()]
+        return (f"makespan {self.seconds:.2f} s, ideal {ideal:.2f} s (makespan/ideal "
+                f"{self.seconds / ideal:.2f}); trials' CPU {cpu:.2f} s of "
+                f"{sum(busy.values()):.2f} s busy; per worker: trials {counts}, busy "
+                f"{[round(b, 2) for b in busy.values()]} s, CPU "
+                f"{[round(c, 2) for c in worker_cpu]} s, first trial at "
+                f"{[round(f, 2) for f in first]} s, idle tail {[round(t, 2) for t in tail]} s;"
+                f" parent CPU {self.parent_cpu:.2f} s")
 
 
 def cold_build() -> tuple:
@@ -152,11 +229,38 @@ def overhead(data, configs: int, epochs: int, repeats: int = 5) -> tuple:
     return statistics.median(cpu) / configs * 1e3, in_c / configs * 1e3
 
 
-def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
-    """One configuration in PyTorch eager: the best dev error over its epochs."""
+def torch_one_thread():
+    """torch imported and on one thread (intra-op)."""
     import torch
     torch.set_num_threads(1)
-    Xt, yt, Xd, yd = (torch.from_numpy(np.asarray(a)) for a in data)
+    return torch
+
+
+def torch_warm_up() -> None:
+    """torch imported, on one thread, and one Adam step taken (the first imports much of
+    torch lazily: about 4 s), before the clock starts, in this process and so in the
+    pool's workers forked from it: no row times that."""
+    torch = torch_one_thread()
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(layer.parameters())
+    layer(torch.zeros(1, 2)).sum().backward()
+    optimizer.step()
+
+
+TORCH_DATA = None       # the digits in a worker of the PyTorch pool, shipped once
+
+
+def torch_worker(data) -> None:
+    global TORCH_DATA
+    TORCH_DATA = data
+    torch_one_thread()
+
+
+def torch_trial(params: dict, seed: int, epochs: int, data=None) -> float:
+    """One configuration in PyTorch eager: the best dev error over its epochs."""
+    torch = torch_one_thread()
+    assert torch.get_num_threads() == 1
+    Xt, yt, Xd, yd = (torch.from_numpy(np.asarray(a)) for a in (data or TORCH_DATA))
     yt, yd = yt.long(), yd.long()
     p = params
     torch.manual_seed(seed)
@@ -182,12 +286,18 @@ def torch_trial(data, params: dict, seed: int, epochs: int) -> float:
 
 
 def run_torch(data, trials, epochs: int, processes: int) -> tuple:
+    """The trials' seconds and best dev errors, submitted widest first as dlc's search
+    does; a pool's workers are forked from this process (as dlc's are), the data given
+    them once."""
+    torch_warm_up()
+    trials = sorted(trials, key=lambda t: -t.params["hidden"])
+    jobs = [(dict(t.params), t.seed, epochs) for t in trials]
     start = time.perf_counter()
-    jobs = [(data, dict(t.params), t.seed, epochs) for t in trials]
     if processes == 1:
-        errors = [torch_trial(*job) for job in jobs]
+        errors = [torch_trial(*job, data=data) for job in jobs]
     else:
-        with ProcessPoolExecutor(processes) as pool:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=torch_worker, initargs=(data,)) as pool:
             errors = list(pool.map(torch_trial, *zip(*jobs)))
     return time.perf_counter() - start, errors
 
@@ -201,10 +311,24 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", default="cold,warm",
                         help="cold: an empty build cache; warm: one holding the runner")
     parser.add_argument("--quick", action="store_true", help="4 configurations, 3 epochs")
+    parser.add_argument("--timeline", action="store_true",
+                        help="after each row, where dlc's wall time went: each worker's busy "
+                             "time, its first trial's start, its idle tail, the parent's CPU")
+    parser.add_argument("--no-torch", action="store_true", help="dlc's rows only")
+    parser.add_argument("--start-method", default="search",
+                        choices=("search", "fork", "forkserver", "spawn"),
+                        help="dlc's process pool: the search's own (executor=None, over "
+                             "the cores; its time includes starting the workers) or a "
+                             "ProcessPoolExecutor started by this method")
+    parser.add_argument("--no-cold", action="store_true", help="no cold build of the runner")
     parser.add_argument("--overhead", action="store_true",
                         help="only the CPU per trial of the first --configs search, and how "
                              "much of it is Python")
     args = parser.parse_args(argv)
+    if args.start_method == "search" and \
+            set(map(int, args.processes.split(","))) - {1, os.cpu_count()}:
+        parser.error(f"--start-method search runs on the {os.cpu_count()} cores: "
+                     f"--processes 1,{os.cpu_count()}, or name a start method")
     epochs = 3 if args.quick else args.epochs
     config_counts = [4] if args.quick else [int(n) for n in args.configs.split(",")]
     data = digits()
@@ -217,7 +341,7 @@ def main(argv=None) -> None:
               f"CPU per trial, {in_c:.1f} ms in the runner's C, {total - in_c:.1f} ms of Python")
         return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    seconds, cpu, units = cold_build()
+    seconds, cpu, units = cold_build() if not args.no_cold else (math.nan,) * 3
     print(f"== cold build of the float32 runner (dlc prebuild, empty cache): {seconds:.2f} s wall, "
           f"{cpu:.2f} s of compiler CPU in {units} translation units on {os.cpu_count()} cores "
           f"(load average {load:.2f} before) ==")
@@ -229,12 +353,15 @@ def main(argv=None) -> None:
     caches = args.cache.split(",") if args.backend == "runner" else ["cold"]
     rows = [(c, n, p) for n in config_counts for p in map(int, args.processes.split(","))
             for c in caches]
-    torch_runs, dlc_runs = {}, {}
+    torch_runs, dlc_runs, timelines = {}, {}, {}
     for cache, configs, processes in rows:
-        result, dlc_seconds, compiles = run_dlc(data, configs, epochs, processes,
-                                                args.backend, cache == "warm")
+        result, dlc_seconds, compiles, timeline = run_dlc(data, configs, epochs, processes,
+                                                args.backend, cache == "warm",
+                                                args.start_method)
         dlc_runs[cache, configs, processes] = dlc_seconds
-        if (configs, processes) not in torch_runs:
+        if args.no_torch:
+            torch_runs[configs, processes] = (math.nan, [math.nan])
+        elif (configs, processes) not in torch_runs:
             torch_runs[configs, processes] = run_torch(data, result.trials, epochs, processes)
         torch_seconds, torch_errors = torch_runs[configs, processes]
         one = dlc_runs.get((cache, configs, 1)), torch_runs.get((configs, 1), (None,))[0]
@@ -246,6 +373,14 @@ def main(argv=None) -> None:
               f"{sum(compiles) / dlc_seconds:13.1%} {speedups[0]:>11} {speedups[1]:>15}  "
               f"{result.best.dev_error:.4f}/{min(torch_errors):.4f}"
               + (f"; failed dlc trials {failed}" if failed else ""), flush=True)
+        timelines[cache, configs, processes] = timeline
+        if args.timeline:
+            alone = timelines.get((cache, configs, 1))
+            bound = (f"; CPU speedup {alone.critical_cpu() / timeline.critical_cpu():.2f}x "
+                     f"(the 1-process row's trials' CPU / the busiest worker's)"
+                     if alone and processes > 1 else "")
+            print(f"      timeline (load {os.getloadavg()[0]:.2f}): {timeline.summary()}{bound}",
+                  flush=True)
     print("compile share: the compiler's seconds (every process) / the search's wall time; "
           "cold: the search starts with an empty cache and builds the runner once, in the "
           "searching process, before the workers start; warm: `dlc prebuild` ran before. "

@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,17 @@ def test_halving_prunes_the_worst_at_each_rung():
     assert sorted(b for _, b in runs) == [1] * 18 + [3] * 6 + [9] * 2
 
 
+def test_the_longest_trials_are_submitted_first_and_the_table_is_the_same():
+    space = {"base": tune.Uniform(0.0, 1.0), "hidden": tune.IntLogUniform(1, 300),
+             "batch_size": tune.Choice([1, 1000])}
+    runs = []
+    result = synthetic_search(space, shared=runs, threads=1, trials=12, epochs=2)
+    hidden = {t.index: t.params["hidden"] for t in result.trials}
+    submitted = [hidden[index] for index, _ in runs]
+    assert submitted == sorted(hidden.values(), reverse=True) != list(hidden.values())
+    assert result.table() == synthetic_search(space, threads=2, trials=12, epochs=2).table()
+
+
 def test_resume_skips_finished_trials_and_gives_the_same_result(tmp_path):
     log = tmp_path / "search.jsonl"
     options = dict(trials=12, rounds=2, epochs=9, halving=dict(min_epochs=1, factor=3))
@@ -299,6 +311,32 @@ def test_dask_cluster_gives_the_local_table(local_result):
                              patience=3, executor=client)
     assert timeless(result.table()) == timeless(local_result.table())
     assert result.boxes == local_result.boxes
+
+
+def test_the_default_pool_forks_only_a_process_of_one_thread():
+    code = ("import sys, threading, time; sys.path.insert(0, sys.argv[1]); import test_tune as t; "
+            "from dlc.tune import Params; from dlc.tune.search import fork_is_safe; "
+            "trainer = t.tiny_build(Params(dict(hidden=4, lr=0.1))); alone = fork_is_safe(trainer); trainer.threads = 2; "
+            "threaded = fork_is_safe(trainer); trainer.threads = 1; "
+            "threading.Thread(target=time.sleep, args=(2,)).start(); "
+            "print(alone, threaded, fork_is_safe(trainer), fork_is_safe(None))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(sys.platform.startswith("linux"))] + ["False"] * 3
+
+
+def test_a_forked_default_pool_gives_the_local_table(local_result):
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_tune as t; "
+            "from dlc import tune; search = sys.modules['dlc.tune.search']; methods = []; "
+            "pool = search.local_pool; search.local_pool = lambda *a: methods.append(a[2]) "
+            "or pool(*a); r = tune.search(t.tiny_build, t.TINY, train=t.TRAIN, dev=t.DEV, "
+            "trials=6, rounds=2, epochs=4, seed=3, halving=dict(min_epochs=2, factor=2), "
+            "patience=3); print(json.dumps([methods, t.timeless(r.table())]))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)],
+                         capture_output=True, text=True, check=True).stdout
+    forked, table = json.loads(out)
+    assert forked == [sys.platform.startswith("linux")]
+    assert table == json.loads(json.dumps(timeless(local_result.table())))
 
 
 def test_failures_are_recorded_and_the_search_goes_on(tmp_path):

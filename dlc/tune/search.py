@@ -17,8 +17,10 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures import as_completed as futures_completed
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,18 +106,13 @@ class SearchResult:
 class Pool:
     """One interface over a concurrent.futures.Executor and a dask.distributed.Client."""
 
-    def __init__(self, executor):
+    def __init__(self, executor, build=None, space=None, fork: bool = False):
+        """``build``, ``space``: for the workers of a pool made here to load the runner
+        as they start; ``fork``: that pool forks this process."""
         self.owned = executor is None
         if executor is None:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-                else "spawn"
-            executor = ProcessPoolExecutor(os.cpu_count() or 1,
-                                           mp_context=multiprocessing.get_context(method))
-        self.dask = is_dask_client(executor)
-        if not self.dask and not isinstance(executor, Executor):
-            raise TypeError(f"executor must be None (a local process pool), a "
-                            f"concurrent.futures.Executor or a dask.distributed.Client, "
-                            f"got {shown(executor)}")
+            executor = local_pool(build, space, fork)
+        self.dask = check_executor(executor)
         self.executor = executor
         self.directory = None       # the temporary directory of the shared data
 
@@ -142,7 +139,7 @@ class Pool:
         if self.dask:
             from distributed import as_completed
             return as_completed(futures)
-        return futures_completed(futures)
+        return done_first(futures)
 
     def close(self, cancel: bool = False) -> None:
         if self.owned:
@@ -151,14 +148,73 @@ class Pool:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def done_first(futures):
+    """The futures as they complete, those found done together in the order given
+    (concurrent.futures.as_completed yields them in a set's order)."""
+    pending = list(futures)
+    while pending:
+        futures_wait(pending, return_when=FIRST_COMPLETED)
+        done, pending = split_done(pending)
+        yield from done
+
+
+def split_done(futures) -> tuple:
+    done, pending = [], []
+    for future in futures:
+        (done if future.done() else pending).append(future)
+    return done, pending
+
+
+def check_executor(executor) -> bool:
+    """Whether ``executor`` is a Dask client (else None or a concurrent.futures one)."""
+    if is_dask_client(executor):
+        return True
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"executor must be None (a local process pool), a "
+                        f"concurrent.futures.Executor or a dask.distributed.Client, "
+                        f"got {shown(executor)}")
+    return False
+
+
+def local_pool(build, space, fork: bool) -> ProcessPoolExecutor:
+    """A process pool over the cores, its workers started at once and ready to train:
+    forked from this process when ``fork`` (they inherit dlc and the runner that
+    ``warm_up`` loaded), else started by a fork server that imported dlc once, each
+    worker loading the runner as it starts."""
+    workers = os.cpu_count() or 1
+    if fork:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    else:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+            else "spawn"
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload(["__main__", "dlc.tune.trial"])
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=warm_up,
+                                   initargs=(build, space))
+    for _ in range(workers):    # fork: all now, before the bar's or the pool's threads
+        pool.submit(int)
+    return pool
+
+
+def fork_is_safe(trainer) -> bool:
+    """Forking copies only the calling thread: fork a process in which no other Python
+    thread runs (it could hold a lock the child needs) and whose trials, like
+    ``trainer``, train on one thread (a child cannot start OpenMP threads if the parent
+    ever ran more than one: libgomp's pool does not survive a fork), on Linux."""
+    return (sys.platform.startswith("linux") and trainer is not None
+            and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1 and getattr(trainer, "threads", 1) == 1)
+
+
 def is_dask_client(executor) -> bool:
     return type(executor).__module__.split(".")[0] == "distributed" and \
         callable(getattr(executor, "scatter", None))
 
 
-def check_picklable(build, pool: Pool) -> None:
+def check_picklable(build, executor) -> None:
     """A process pool pickles build by reference: it must be importable in the workers."""
-    if not pool.pickles:
+    if executor is not None and not isinstance(executor, ProcessPoolExecutor):
         return
     hint = ("; define build at module level in an importable module or a script run as "
             "python script.py (with the search under if __name__ == '__main__'), or pass "
@@ -261,9 +317,11 @@ def search(build, space, train, dev, trials: int = 40, rounds: int = 3, epochs: 
     its best epoch.  ``halving=dict(min_epochs=m, factor=3)`` trains each round in rungs
     of m, 3m, 9m, ... epochs (fit continues), stopping all but the best third at each
     rung ("pruned").  ``max_*`` constraints fail a trial before it trains.
-    ``executor``: None (a process pool over the cores), any concurrent.futures.Executor
-    or a dask.distributed.Client.  ``log`` gets every finished trial as a JSON line;
-    ``resume`` (a log) skips the trials it holds.  A failing trial is recorded and the
+    ``executor``: None (a process pool over the cores, forked from this process when
+    that is safe), any concurrent.futures.Executor or a dask.distributed.Client; the
+    trials expected to take longest (most epochs times widths) are submitted first.
+    ``log`` gets every finished trial as a JSON line; ``resume`` (a log) skips the
+    trials it holds.  A failing trial is recorded and the
     search goes on; Ctrl-C returns what has finished (``interrupted``).  ``backend`` is
     the default of ``compile(mode="train")`` inside ``build`` (a backend named there
     wins): "runner" (C compiled once, no compiler run per trial) or "c" (each trial's
@@ -274,11 +332,11 @@ def search(build, space, train, dev, trials: int = 40, rounds: int = 3, epochs: 
     if not callable(build):
         raise TypeError(f"build must be a function params -> trainer, got {shown(build)}")
     data = check_data(train, dev)
-    pool = Pool(executor)
+    check_executor(executor)
+    check_picklable(build, executor)
+    trainer = warm_up(build, space) if backend == "runner" else None
+    pool = Pool(executor, build, space, fork=fork_is_safe(trainer))
     try:
-        check_picklable(build, pool)
-        if backend == "runner":
-            warm_up(build, space)
         job = functools.partial(train_trial, build, backend=backend)
         result = run_search(job, pool, pool.put(data), space, trials=trials, rounds=rounds,
                             epochs=epochs, seed=seed, halving=halving, log=log,
@@ -357,16 +415,19 @@ def trial_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % SEED_LIMIT)
 
 
-def warm_up(build, space) -> None:
+def warm_up(build=None, space=None):
     """One trainer built here before the workers start, so the runner is in the build
     cache (and, on forked workers, already loaded) when they look, instead of each of
-    them compiling it at once.  Its errors are left to the trials, which record them."""
+    them compiling it at once; a pool's worker does the same as it starts.  Returns the
+    trainer (None if build failed: the trials meet the same error and record it)."""
+    if build is None:
+        return None
     try:
         point = sample_points(check_space(space), 1, np.random.default_rng(0))[0]
         with default_backend("runner"):
-            build(Params(point, 0, -1))
+            return build(Params(point, 0, -1))
     except Exception:       # noqa: BLE001 - the trials meet the same error and record it
-        pass
+        return None
 
 
 def run_search(job, pool: Pool, shared, space, *, trials, rounds, epochs, seed, halving,
@@ -455,7 +516,8 @@ class Run:
         """Run ``tasks`` to ``budget`` epochs in parallel; finished trials are recorded as
         they land; returns the others (which may go on), in index order."""
         futures = {self.pool.submit(self.job, self.shared, task, budget,
-                                    states.get(task.index)): task for task in tasks}
+                                    states.get(task.index)): task
+                   for task in sorted(tasks, key=lambda t: -expected_cost(t, budget))}
         self.pending = list(futures)
         going = []
         for future in self.pool.as_completed(list(futures)):
@@ -495,6 +557,17 @@ class Run:
         self.log.close()
         if self.bar is not None:
             self.bar.close()
+
+
+def expected_cost(task: TrialTask, budget: int) -> float:
+    """A guess at a trial's time, by which the longest are submitted first, so that none
+    starts last and keeps one worker busy while the others idle: its epochs times the
+    product of its integer hyperparameters but the batch size and epochs (widths, layer
+    counts), which the work of an epoch grows with."""
+    work = math.prod(v for name, v in task.params.items() if name not in
+                     ("batch_size", "epochs") and isinstance(v, (int, np.integer))
+                     and not isinstance(v, bool))
+    return min(budget, task.epochs) * float(work)
 
 
 def reached(trial: Trial, budget: int) -> bool:

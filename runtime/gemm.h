@@ -410,8 +410,9 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
              * B is read in place whole, its zero padding completing the edge panel. */
             const size_t near = DLC_IN_PLACE_BYTES / sizeof(dlc_real);
             const int direct = !trans_b && M <= DLC_MC && ldb <= near;
-            /* ..or whatever their distance when one panel of columns uses them. */
-            const int direct_a = !trans_a && (lda <= near || ncc <= DLC_NR);
+            /* ..or whatever their distance when one panel of columns uses them (then A^T
+             * too: each value is read once, so copying it would only add a pass). */
+            const int direct_a = (!trans_a && lda <= near) || ncc <= DLC_NR;
             const size_t full = panel ? ncc : direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);
@@ -433,9 +434,11 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
                         const int packed = ir >= in_place;
+                        const size_t ars = packed ? 1 : trans_a ? 1 : lda;
+                        const size_t aks = packed ? DLC_MR : trans_a ? lda : 1;
                         dlc_micro_kernel(kc, packed ? Ap + (ir - in_place) * kc
-                                                    : A + (i0 + ir) * lda + k0,
-                                         packed ? 1 : lda, packed ? DLC_MR : 1, b, ldbp, b1,
+                                                    : A + (i0 + ir) * ars + k0 * aks,
+                                         ars, aks, b, ldbp, b1,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
                     }

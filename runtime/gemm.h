@@ -162,23 +162,29 @@ static inline dlc_vec dlc_epilogue_vec(const dlc_epilogue *ep, dlc_vec bias, dlc
 
 #ifdef DLC_TURN
 /* Depth 0.. 8 of one full panel of an untransposed A (rows src, lda apart) into
- * panel[k * DLC_MR + r]: the rows in groups of 8 (the last padded by repeating its last
- * row), each group's 8 x 8 block turned by shuffles rather than gathered one value at a
- * time. */
+ * panel[k * DLC_MR + r]: the rows in groups of 8 (DLC_MR is 6 or 14: the last group 6
+ * rows, padded with zeros), each group's 8 x 8 block turned by shuffles rather than
+ * gathered one value at a time.  The last group goes first and each of its depths is
+ * stored as 8 values: the 2 past its rows land on values stored after them (the next
+ * depth's first rows, or the first group's), and the last depth's store is moved back
+ * by 2 values so as to end where the block does. */
+#define DLC_TAIL_STORE(k) dlc_store8(tail_out + k * DLC_MR, v[k]);
 static inline void dlc_pack_a_turned(const dlc_real *src, size_t lda, dlc_real *panel)
 {
-    for (size_t g = 0; g < DLC_MR; g += 8) {
-        const size_t rows = DLC_MR - g < 8 ? DLC_MR - g : 8;
-        dlc_vec8 v[8];
-        for (size_t r = 0; r < 8; r++) {
-            const dlc_real *row = src + (g + (r < rows ? r : rows - 1)) * lda;
-            dlc_prefetch(row, 16 * 8);
-            memcpy(&v[r], row, sizeof v[r]);
-        }
-        dlc_transpose8(v);
-        for (size_t k = 0; k < 8; k++) {
-            memcpy(panel + k * DLC_MR + g, &v[k], rows * sizeof(dlc_real));
-        }
+    for (size_t r = 0; r < DLC_MR; r++) {
+        dlc_prefetch(src + r * lda, 16 * 8);
+    }
+    const dlc_real *tail = src + (DLC_MR - 6) * lda;
+    dlc_real *tail_out = panel + DLC_MR - 6;
+    const dlc_vec8 zero = {0};
+    dlc_vec8 v[8] = {dlc_load8(tail), dlc_load8(tail + lda), dlc_load8(tail + 2 * lda),
+                     dlc_load8(tail + 3 * lda), dlc_load8(tail + 4 * lda),
+                     dlc_load8(tail + 5 * lda), zero, zero};
+    dlc_transpose8(v);
+    DLC_ROWS_6(DLC_TAIL_STORE) DLC_TAIL_STORE(6)
+    dlc_store8(tail_out + 7 * DLC_MR - 2, DLC_SHUFFLE8(v[6], v[7], 4, 5, 8, 9, 10, 11, 12, 13));
+    for (size_t g = 0; g + 8 <= DLC_MR; g += 8) {
+        dlc_turn8(src + g * lda, lda, panel + g, DLC_MR);
     }
 }
 #endif
@@ -404,8 +410,9 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
              * B is read in place whole, its zero padding completing the edge panel. */
             const size_t near = DLC_IN_PLACE_BYTES / sizeof(dlc_real);
             const int direct = !trans_b && M <= DLC_MC && ldb <= near;
-            /* ..or whatever their distance when one panel of columns uses them. */
-            const int direct_a = !trans_a && (lda <= near || ncc <= DLC_NR);
+            /* ..or whatever their distance when one panel of columns uses them (then A^T
+             * too: each value is read once, so copying it would only add a pass). */
+            const int direct_a = (!trans_a && lda <= near) || ncc <= DLC_NR;
             const size_t full = panel ? ncc : direct ? ncc / DLC_NR * DLC_NR : 0;
             if (full < ncc) {
                 dlc_pack_b_block(trans_b, B, ldb, jc + full, ncc - full, k0, kc, Bp + full * kc);
@@ -427,9 +434,11 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                     for (size_t ir = 0; ir < mc; ir += DLC_MR) {
                         const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
                         const int packed = ir >= in_place;
+                        const size_t ars = packed ? 1 : trans_a ? 1 : lda;
+                        const size_t aks = packed ? DLC_MR : trans_a ? lda : 1;
                         dlc_micro_kernel(kc, packed ? Ap + (ir - in_place) * kc
-                                                    : A + (i0 + ir) * lda + k0,
-                                         packed ? 1 : lda, packed ? DLC_MR : 1, b, ldbp, b1,
+                                                    : A + (i0 + ir) * ars + k0 * aks,
+                                         ars, aks, b, ldbp, b1,
                                          C + (i0 + ir) * ldc + jc + jr, ldc, mr, nr, add,
                                          finish, jc + jr);
                     }

@@ -12,6 +12,17 @@
 #define DLC_DOUBLE 0
 #endif
 
+/* Loops a compiler should leave rolled, and functions it should not inline: the plain
+ * kernels (runtime/portable.h, the softmax's) use them to stay as small as the plain
+ * loops one writes by hand, at -O3 too, for a microcontroller's flash. */
+#if defined(__GNUC__)
+#define DLC_PLAIN_ROLLED _Pragma("GCC unroll 1")
+#define DLC_PLAIN_CALLED __attribute__((noinline, unused))
+#else
+#define DLC_PLAIN_ROLLED
+#define DLC_PLAIN_CALLED
+#endif
+
 #if DLC_DOUBLE
 typedef double dlc_real;
 #define dlc_exp exp

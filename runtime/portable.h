@@ -167,6 +167,7 @@ static inline void dlc_plain_dense(size_t rows, size_t n_in, size_t n_out, const
 static inline void dlc_plain_relu(size_t n, dlc_real alpha, const dlc_real *x, dlc_real *y)
 {
     (void)alpha;
+    DLC_PLAIN_ROLLED
     for (size_t i = 0; i < n; i++) {
         y[i] = dlc_relu(x[i]);
     }
@@ -174,6 +175,7 @@ static inline void dlc_plain_relu(size_t n, dlc_real alpha, const dlc_real *x, d
 
 static inline void dlc_plain_leaky_relu(size_t n, dlc_real alpha, const dlc_real *x, dlc_real *y)
 {
+    DLC_PLAIN_ROLLED
     for (size_t i = 0; i < n; i++) {
         y[i] = dlc_leaky_relu(x[i], alpha);
     }
@@ -182,6 +184,7 @@ static inline void dlc_plain_leaky_relu(size_t n, dlc_real alpha, const dlc_real
 static inline void dlc_plain_sigmoid(size_t n, dlc_real alpha, const dlc_real *x, dlc_real *y)
 {
     (void)alpha;
+    DLC_PLAIN_ROLLED
     for (size_t i = 0; i < n; i++) {
         y[i] = dlc_sigmoid1(x[i]);
     }
@@ -190,6 +193,7 @@ static inline void dlc_plain_sigmoid(size_t n, dlc_real alpha, const dlc_real *x
 static inline void dlc_plain_tanh(size_t n, dlc_real alpha, const dlc_real *x, dlc_real *y)
 {
     (void)alpha;
+    DLC_PLAIN_ROLLED
     for (size_t i = 0; i < n; i++) {
         y[i] = dlc_tanh(x[i]);
     }
@@ -197,6 +201,7 @@ static inline void dlc_plain_tanh(size_t n, dlc_real alpha, const dlc_real *x, d
 
 static inline void dlc_plain_elu(size_t n, dlc_real alpha, const dlc_real *x, dlc_real *y)
 {
+    DLC_PLAIN_ROLLED
     for (size_t i = 0; i < n; i++) {
         y[i] = dlc_elu(x[i], alpha);
     }
@@ -205,6 +210,7 @@ static inline void dlc_plain_elu(size_t n, dlc_real alpha, const dlc_real *x, dl
 static inline void dlc_plain_silu(size_t n, dlc_real alpha, const dlc_real *x, dlc_real *y)
 {
     (void)alpha;
+    DLC_PLAIN_ROLLED
     for (size_t i = 0; i < n; i++) {
         y[i] = dlc_silu(x[i]);
     }

@@ -97,18 +97,6 @@ static inline void dlc_softmax_by_row(size_t rows, size_t n, const dlc_real *x, 
     }
 }
 
-/* The softmax of the plain kernels (runtime/portable.h: the microcontrollers' and the
- * generic export's) leaves its loops rolled and its exp out of line: for a
- * microcontroller's flash, and for an export as small as the plain loops one writes by
- * hand, at -O3 too. */
-#if defined(__GNUC__)
-#define DLC_PLAIN_ROLLED _Pragma("GCC unroll 1")
-#define DLC_PLAIN_CALLED __attribute__((noinline, unused))
-#else
-#define DLC_PLAIN_ROLLED
-#define DLC_PLAIN_CALLED
-#endif
-
 /* v[c] = exp(v[c] - max) for 4 values, or NaN where `undefined` is all ones: one
  * vector's work where there are vectors, and a function of its own, so that a row calls
  * it rather than carrying a copy per value. */

@@ -44,14 +44,19 @@ def gemm_blocks(M, N, K, itemsize: int, lda=math.inf, trans_a=False, b_panels=Fa
     (math.inf: any): A's min(M, MC) rows (MC cut to whole tiles) rounded up to the register
     tile by min(K, KC), for the largest of the tiles (one tile of rows when A's rows are
     close enough to be read in place), B's min(N, NC) columns rounded up to the widest
-    panel by min(K, KC).  A panel-packed B is read in
-    place; fewer than GEMM_SMALL_M rows of an untransposed B pack nothing."""
+    panel by min(K, KC).  Narrower than a panel (N < NR at some width), the turned tile
+    packs one block of NR rows of A by min(K, KC) (and op(B)^T's N columns, within B's
+    block).  A panel-packed B is read in place; fewer than GEMM_SMALL_M rows of an
+    untransposed B pack nothing."""
     if M < GEMM_SMALL_M and not trans_b:
         return GemmBlocks()
     kc = min(K, GEMM_KC_BYTES // itemsize)
     a_in_place = not trans_a and lda * itemsize <= GEMM_IN_PLACE_BYTES
     a = max((mr if a_in_place else round_up(min(M, GEMM_MC // mr * mr), mr)) * kc
             for mr in GEMM_MRS)
+    nr_max = GEMM_NR_MAX_BYTES // itemsize
+    if N < nr_max:
+        a = max(a, nr_max * kc)
     b = 0 if b_panels else round_up(min(N, GEMM_NC), GEMM_NR_MAX_BYTES // itemsize) * kc
     return GemmBlocks(aligned(a), aligned(b))
 

@@ -16,7 +16,8 @@
  * in place), and a micro-kernel keeps a DLC_MR x DLC_NR tile of C in 2 DLC_MR
  * named vector variables (an array would be spilled to the stack).  A product
  * of fewer than DLC_SMALL_M rows (batch-1 inference) streams through B without
- * packing.  OpenMP threads split C by columns only, never along K, and at the
+ * packing; one narrower than the tile (N < DLC_NR: a classifier's 10 classes) takes
+ * the tile turned on its side, DLC_NR rows in the lanes by up to DLC_MR columns.  OpenMP threads split C by columns only, never along K, and at the
  * blocks each path steps by, so every element is computed by the same code in
  * the same order whatever the thread count.  Elsewhere dlc_gemm_reference, the
  * plain loop, runs; it stays as the algorithmic reference.
@@ -189,43 +190,51 @@ static inline void dlc_pack_a_turned(const dlc_real *src, size_t lda, dlc_real *
 }
 #endif
 
-/* Copies rows i0.. i0+mc of op(A), depth k0.. k0+kc, into DLC_MR-row panels, each
- * stored k-major (DLC_MR values per k), zero-padded past row mc.  Full panels take
- * loops of constant trip count that gcc unrolls (for A^T, walking each row of A once);
- * the last panel the general loop. */
-static inline void dlc_pack_a(int trans_a, const dlc_real *A, size_t lda, size_t i0, size_t mc,
-                              size_t k0, size_t kc, dlc_real *Ap)
+/* Copies rows i0.. i0+mc of op(A), depth k0.. k0+kc, into panels of `height` rows
+ * (DLC_MR for the wide tile, DLC_NR for the turned one), each stored k-major (height
+ * values per k), zero-padded past row mc.  Full panels take loops of constant trip count
+ * that gcc unrolls (for A^T, walking each row of A once); the last panel the general
+ * loop.  Always inlined, so that each caller's constant height folds into them. */
+static inline __attribute__((always_inline)) void dlc_pack_a(
+    int trans_a, const dlc_real *A, size_t lda, size_t i0, size_t mc, size_t k0, size_t kc,
+    size_t height, dlc_real *Ap)
 {
-    const size_t full = trans_a ? mc / DLC_MR * DLC_MR : 0;
+    const size_t full = trans_a ? mc / height * height : 0;
     for (size_t k = 0; k < kc && full; k++) {     /* op(A) = A^T: walk A's rows once */
         const dlc_real *src = A + (k0 + k) * lda + i0;
-        for (size_t ir = 0; ir < full; ir += DLC_MR) {
-            for (size_t r = 0; r < DLC_MR; r++) {
-                Ap[ir * kc + k * DLC_MR + r] = src[ir + r];
+        for (size_t ir = 0; ir < full; ir += height) {
+            for (size_t r = 0; r < height; r++) {
+                Ap[ir * kc + k * height + r] = src[ir + r];
             }
         }
     }
-    for (size_t ir = full; ir < mc; ir += DLC_MR) {
-        const size_t mr = mc - ir < DLC_MR ? mc - ir : DLC_MR;
+    for (size_t ir = full; ir < mc; ir += height) {
+        const size_t mr = mc - ir < height ? mc - ir : height;
         dlc_real *panel = Ap + ir * kc;
-        if (mr == DLC_MR && !trans_a) {
+        if (mr == height && !trans_a) {
             const dlc_real *src = A + (i0 + ir) * lda + k0;
             size_t k = 0;
 #ifdef DLC_TURN
             for (; k + 8 <= kc; k += 8) {
-                dlc_pack_a_turned(src + k, lda, panel + k * DLC_MR);
+                if (height == DLC_MR) {
+                    dlc_pack_a_turned(src + k, lda, panel + k * DLC_MR);
+                    continue;
+                }
+                for (size_t g = 0; g < height; g += 8) {    /* DLC_NR: groups of 8 rows */
+                    dlc_turn8(src + g * lda + k, lda, panel + k * height + g, height);
+                }
             }
 #endif
             for (; k < kc; k++) {
-                for (size_t r = 0; r < DLC_MR; r++) {
-                    panel[k * DLC_MR + r] = src[r * lda + k];
+                for (size_t r = 0; r < height; r++) {
+                    panel[k * height + r] = src[r * lda + k];
                 }
             }
         } else {
             for (size_t k = 0; k < kc; k++) {
-                for (size_t r = 0; r < DLC_MR; r++) {
+                for (size_t r = 0; r < height; r++) {
                     const size_t i = i0 + ir + r, kk = k0 + k;
-                    panel[k * DLC_MR + r] = r >= mr ? 0
+                    panel[k * height + r] = r >= mr ? 0
                                           : trans_a ? A[kk * lda + i] : A[i * lda + kk];
                 }
             }
@@ -421,7 +430,8 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                 const size_t mc = M - i0 < DLC_MC ? M - i0 : DLC_MC;
                 const size_t in_place = direct_a ? mc / DLC_MR * DLC_MR : 0;
                 if (in_place < mc) {
-                    dlc_pack_a(trans_a, A, lda, i0 + in_place, mc - in_place, k0, kc, Ap);
+                    dlc_pack_a(trans_a, A, lda, i0 + in_place, mc - in_place, k0, kc, DLC_MR,
+                               Ap);
                 }
                 for (size_t jr = 0; jr < ncc; jr += DLC_NR) {
                     const size_t nr = ncc - jr < DLC_NR ? ncc - jr : DLC_NR;
@@ -443,6 +453,102 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
                                          finish, jc + jr);
                     }
                 }
+            }
+        }
+    }
+}
+
+/* The turned tile, for products narrower than one panel (N < DLC_NR: a classifier's
+ * logits, X^T dY for its weights), the wide tile's exact transpose: DLC_NR rows of C in
+ * the lanes of 2 vectors, by nr <= DLC_MR columns, each a pair of named vectors (2 DLC_MR
+ * of them, as in the wide tile).  Depth k of op(A)'s rows is 2 vectors at a + k a_step
+ * (a packed panel, a_step = DLC_NR, or A^T itself, a_step = lda), and of op(B)'s nr
+ * columns nr values side by side at b + k b_step (B itself, a panel of a panel-packed B,
+ * or the B block).  nr must be a constant for the tile to stay in registers: the kernel is always
+ * inlined into dlc_turned_tile, whose switch gives each count its own copy.  The tile is
+ * stored turned back, by value: mr rows of C, nr columns, at C. */
+#define DLC_TURNED_TILE_ZERO(j) dlc_vec t##j##_0 = {0}, t##j##_1 = {0};
+#define DLC_TURNED_TILE_FMA(j) \
+    if (j < nr) { const dlc_real bj = b[j]; t##j##_0 += a0 * bj; t##j##_1 += a1 * bj; }
+#define DLC_TURNED_TILE_SPILL(j) \
+    if (j < nr) { dlc_store(tile[j], t##j##_0); dlc_store(tile[j] + DLC_VL, t##j##_1); }
+static inline __attribute__((always_inline)) void dlc_turned_kernel(
+    size_t nr, size_t kc, const dlc_real *a, size_t a_step, const dlc_real *b, size_t b_step,
+    dlc_real *C, size_t ldc, size_t mr, int accumulate, const dlc_epilogue *ep, size_t j0)
+{
+    DLC_TILE_ROWS(DLC_TURNED_TILE_ZERO)
+    for (size_t k = 0; k < kc; k++) {
+        const dlc_vec a0 = dlc_load(a), a1 = dlc_load(a + DLC_VL);
+        DLC_TILE_ROWS(DLC_TURNED_TILE_FMA)
+        a += a_step;
+        b += b_step;
+    }
+    dlc_real tile[DLC_MR][DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
+    DLC_TILE_ROWS(DLC_TURNED_TILE_SPILL)
+    for (size_t i = 0; i < mr; i++) {
+        dlc_real *Ci = C + i * ldc;
+        for (size_t j = 0; j < nr; j++) {
+            const dlc_real v = tile[j][i] + (accumulate ? Ci[j] : 0);
+            Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
+        }
+    }
+}
+
+#define DLC_TURNED_TILE_CASE(j) \
+    case j + 1: \
+        dlc_turned_kernel(j + 1, kc, a, a_step, b, b_step, C, ldc, mr, accumulate, ep, j0); \
+        break;
+static inline void dlc_turned_tile(size_t nr, size_t kc, const dlc_real *a, size_t a_step,
+                                   const dlc_real *b, size_t b_step, dlc_real *C, size_t ldc,
+                                   size_t mr, int accumulate, const dlc_epilogue *ep, size_t j0)
+{
+    switch (nr) {
+    DLC_TILE_ROWS(DLC_TURNED_TILE_CASE)
+    default:
+        break;
+    }
+}
+
+/* The whole product by turned tiles, when N < DLC_NR (always one task: tasks are whole
+ * panels wide).  For each depth block (those of dlc_gemm_columns): op(B)^T is packed into
+ * Bp as kc rows of N values, else read in place; then each DLC_NR rows of op(A) are read in
+ * place (A^T, whole blocks) or packed into Ap (DLC_NR x kc, zero-padded: A, or the last
+ * rows of A^T), and swept by groups of up to DLC_MR columns (never across two panels of
+ * a panel-packed B). */
+static inline void dlc_gemm_narrow(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                                   const dlc_real *A, size_t lda,
+                                   const dlc_real *B, size_t ldb, size_t panel,
+                                   int accumulate, dlc_real *C, size_t ldc,
+                                   const dlc_epilogue *ep, dlc_real *Ap, dlc_real *Bp)
+{
+    const size_t depth = dlc_depth_block(K);
+    for (size_t k0 = 0; k0 < K; k0 += depth) {
+        const size_t kc = K - k0 < depth ? K - k0 : depth;
+        const int add = accumulate || k0 > 0;
+        const dlc_epilogue *finish = k0 + kc == K ? ep : NULL;
+        for (size_t k = 0; k < kc && trans_b; k++) {
+            for (size_t j = 0; j < N; j++) {
+                Bp[k * N + j] = B[j * ldb + k0 + k];
+            }
+        }
+        for (size_t i0 = 0; i0 < M; i0 += DLC_NR) {
+            const size_t mr = M - i0 < DLC_NR ? M - i0 : DLC_NR;
+            const int in_place = trans_a && mr == DLC_NR;
+            if (!in_place) {
+                dlc_pack_a(trans_a, A, lda, i0, mr, k0, kc, DLC_NR, Ap);
+            }
+            const dlc_real *a = in_place ? A + k0 * lda + i0 : Ap;
+            const size_t a_step = in_place ? lda : DLC_NR;
+            for (size_t j0 = 0; j0 < N;) {
+                size_t nr = N - j0 < DLC_MR ? N - j0 : DLC_MR, b_step = N;
+                if (panel && panel - j0 % panel < nr) {
+                    nr = panel - j0 % panel;
+                }
+                const dlc_real *b = trans_b ? Bp + j0
+                    : dlc_b_column(B, ldb, panel, K, j0, &b_step) + k0 * b_step;
+                dlc_turned_tile(nr, kc, a, a_step, b, b_step, C + i0 * ldc + j0, ldc, mr, add,
+                                finish, j0);
+                j0 += nr;
             }
         }
     }
@@ -581,6 +687,9 @@ static inline void dlc_gemm_task(const dlc_gemm_plan *p, size_t t)
     if (p->M < DLC_SMALL_M && !p->trans_b) {
         dlc_gemm_rows(p->trans_a, p->M, p->K, p->A, p->lda, p->B, p->ldb, p->panel, p->accumulate,
                       p->C, p->ldc, p->ep, j0, nc);
+    } else if (p->N < DLC_NR) {     /* the whole product's N: then it is one task */
+        dlc_gemm_narrow(p->trans_a, p->trans_b, p->M, p->N, p->K, p->A, p->lda, p->B, p->ldb,
+                        p->panel, p->accumulate, p->C, p->ldc, p->ep, Ap, Ap + s->a_elements);
     } else {
         dlc_gemm_columns(p->trans_a, p->trans_b, p->M, p->K, p->A, p->lda, p->B, p->ldb,
                          p->panel, p->accumulate, p->C, p->ldc, p->ep, j0, nc,

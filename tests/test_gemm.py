@@ -133,11 +133,29 @@ def test_block_edges_equal_numpy(M, N, K, trans_a, trans_b, dtype, flags):
         check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags, pad=5)
 
 
+# Narrower than one panel of the wide tile (N < DLC_NR: 32, 16 or 8 columns at float32,
+# half at float64): the turned tile, rows in the lanes.  M past whole blocks of DLC_NR rows
+# (read in place for A^T, packed for A), N in one group of columns (up to DLC_MR, 14 or 6)
+# or several, K in one depth block or several (1000: 4 at float64, 25 with small-blocks).
+NARROW_SHAPES = [(4, 10, 1), (5, 1, 7), (31, 14, 8), (33, 15, 9), (255, 17, 255),
+                 (257, 31, 257), (33, 10, 1000), (64, 7, 64), (100, 2, 300), (40, 13, 33)]
+
+
+@pytest.mark.parametrize("flags", ["native", "small-blocks", "portable", *sorted(WIDTHS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("M,N,K", NARROW_SHAPES)
+def test_narrow_products_equal_numpy(M, N, K, trans_a, trans_b, dtype, flags):
+    for beta in (0.0, 1.0):
+        check_product(dtype, M, N, K, trans_a, trans_b, beta, flags=flags, pad=5)
+
+
 @pytest.mark.parametrize("flags", sorted(WIDTHS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)])
 @pytest.mark.parametrize("M,N,K", [(1, 4000, 300), (3, 1100, 400), (64, 300, 256),
-                                   (300, 257, 100), (200, 30, 300)])
+                                   (300, 257, 100), (200, 30, 300),
+                                   (700, 10, 300)])
 def test_results_identical_for_any_thread_count(M, N, K, trans_a, trans_b, dtype, flags):
     """Threads split C into tiles, never K: every element is summed in the same order.
     Every shape here is above the 2^20 multiply-adds that make dlc_gemm go parallel."""
@@ -202,6 +220,26 @@ def test_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags
     worst = np.argmax(error - bound)
     assert np.all(error <= bound), (f"error {error.flat[worst]:.3g} > bound "
                                     f"{bound.flat[worst]:.3g} at {worst}")
+
+
+@pytest.mark.parametrize("packing", ["row-major", "panels"])
+@pytest.mark.parametrize("flags", ["native", "small-blocks", *sorted(WIDTHS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["none", "relu", "leaky_relu"])
+@pytest.mark.parametrize("rows,n_in,n_out", [(257, 300, 10), (33, 1000, 15), (100, 40, 17),
+                                             (5, 9, 31)])
+def test_narrow_dense_epilogue_equals_numpy(rows, n_in, n_out, activation, dtype, flags,
+                                            packing):
+    """The turned tile's epilogue (bias per column, then the activation) on the last depth
+    block only, its columns grouped within one panel of panel-packed weights (17 and 31
+    outputs span two 64-byte panels, 10 and 15 two at float64)."""
+    rng = np.random.default_rng(rows + n_in + n_out)
+    x, W, b = (rng.normal(size=s).astype(dtype) for s in ((rows, n_in), (n_in, n_out), n_out))
+    y = dense_layer(x, W, b, activation, flags, packing)
+    z = x.astype(np.float64) @ W.astype(np.float64) + b
+    expected = ops.ACTIVATIONS[activation].forward(z, 0.1)
+    bound = (n_in + 1) * np.finfo(dtype).eps * (np.abs(x) @ np.abs(W) + np.abs(b))
+    assert np.all(np.abs(y - expected) <= bound + 2 * np.finfo(dtype).eps * np.abs(expected))
 
 
 @pytest.mark.parametrize("rows,n_in,n_out", [(1, 700, 300), (3, 100, 520), (300, 90, 333)])

@@ -464,9 +464,9 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
  * of them, as in the wide tile).  Depth k of op(A)'s rows is 2 vectors at a + k a_step
  * (a packed panel, a_step = DLC_NR, or A^T itself, a_step = lda), and of op(B)'s nr
  * columns nr values side by side at b + k b_step (B itself, a panel of a panel-packed B,
- * or the B block).  nr must be a constant for the tile to stay in registers: the kernel is always
- * inlined into dlc_turned_tile, whose switch gives each count its own copy.  The tile is
- * stored turned back, by value: mr rows of C, nr columns, at C. */
+ * or the B block).  nr must be a constant for the sums to stay in registers: the kernel
+ * is always inlined into dlc_turned_tile, whose switch gives each count its own copy, and
+ * leaves column j's sums in tile[j]. */
 #define DLC_TURNED_TILE_ZERO(j) dlc_vec t##j##_0 = {0}, t##j##_1 = {0};
 #define DLC_TURNED_TILE_FMA(j) \
     if (j < nr) { const dlc_real bj = b[j]; t##j##_0 += a0 * bj; t##j##_1 += a1 * bj; }
@@ -474,7 +474,7 @@ static inline void dlc_gemm_columns(int trans_a, int trans_b, size_t M, size_t K
     if (j < nr) { dlc_store(tile[j], t##j##_0); dlc_store(tile[j] + DLC_VL, t##j##_1); }
 static inline __attribute__((always_inline)) void dlc_turned_kernel(
     size_t nr, size_t kc, const dlc_real *a, size_t a_step, const dlc_real *b, size_t b_step,
-    dlc_real *C, size_t ldc, size_t mr, int accumulate, const dlc_epilogue *ep, size_t j0)
+    dlc_real (*tile)[DLC_NR])
 {
     DLC_TILE_ROWS(DLC_TURNED_TILE_ZERO)
     for (size_t k = 0; k < kc; k++) {
@@ -483,29 +483,32 @@ static inline __attribute__((always_inline)) void dlc_turned_kernel(
         a += a_step;
         b += b_step;
     }
-    dlc_real tile[DLC_MR][DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
     DLC_TILE_ROWS(DLC_TURNED_TILE_SPILL)
+}
+
+/* One turned tile, stored turned back by value: mr rows of C, nr columns, at C (+ C when
+ * accumulate), then the epilogue (columns j0..).  Not inlined: its DLC_MR copies of the
+ * kernel are compiled once, however many products call the matrix multiply. */
+#define DLC_TURNED_TILE_CASE(j) \
+    case j + 1: \
+        dlc_turned_kernel(j + 1, kc, a, a_step, b, b_step, tile); \
+        break;
+static __attribute__((noinline, unused)) void dlc_turned_tile(
+    size_t nr, size_t kc, const dlc_real *a, size_t a_step, const dlc_real *b, size_t b_step,
+    dlc_real *C, size_t ldc, size_t mr, int accumulate, const dlc_epilogue *ep, size_t j0)
+{
+    dlc_real tile[DLC_MR][DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
+    switch (nr) {
+    DLC_TILE_ROWS(DLC_TURNED_TILE_CASE)
+    default:
+        return;
+    }
     for (size_t i = 0; i < mr; i++) {
         dlc_real *Ci = C + i * ldc;
         for (size_t j = 0; j < nr; j++) {
             const dlc_real v = tile[j][i] + (accumulate ? Ci[j] : 0);
             Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
         }
-    }
-}
-
-#define DLC_TURNED_TILE_CASE(j) \
-    case j + 1: \
-        dlc_turned_kernel(j + 1, kc, a, a_step, b, b_step, C, ldc, mr, accumulate, ep, j0); \
-        break;
-static inline void dlc_turned_tile(size_t nr, size_t kc, const dlc_real *a, size_t a_step,
-                                   const dlc_real *b, size_t b_step, dlc_real *C, size_t ldc,
-                                   size_t mr, int accumulate, const dlc_epilogue *ep, size_t j0)
-{
-    switch (nr) {
-    DLC_TILE_ROWS(DLC_TURNED_TILE_CASE)
-    default:
-        break;
     }
 }
 

@@ -486,9 +486,18 @@ static inline __attribute__((always_inline)) void dlc_turned_kernel(
     DLC_TILE_ROWS(DLC_TURNED_TILE_SPILL)
 }
 
-/* One turned tile, stored turned back by value: mr rows of C, nr columns, at C (+ C when
- * accumulate), then the epilogue (columns j0..).  Not inlined: its DLC_MR copies of the
- * kernel are compiled once, however many products call the matrix multiply. */
+/* One turned tile, stored turned back: mr rows of C, nr columns, at C (+ C when
+ * accumulate), then the epilogue (columns j0..).  The tile's columns are turned back into
+ * 8 rows of C's order at a time (by 8 x 8 blocks where dlc_turn8 exists: the tile has
+ * whole 8-column blocks, zero past nr), each row then finished in one pass (8 columns at
+ * a time when there is no epilogue: a classifier's product in training).  Not inlined:
+ * its DLC_MR copies of the kernel are compiled once, however many products call the
+ * matrix multiply. */
+#ifdef DLC_TURN
+#define DLC_TURNED_TILE_WIDTH ((DLC_MR + 7) / 8 * 8)
+#else
+#define DLC_TURNED_TILE_WIDTH DLC_MR
+#endif
 #define DLC_TURNED_TILE_CASE(j) \
     case j + 1: \
         dlc_turned_kernel(j + 1, kc, a, a_step, b, b_step, tile); \
@@ -497,17 +506,44 @@ static __attribute__((noinline, unused)) void dlc_turned_tile(
     size_t nr, size_t kc, const dlc_real *a, size_t a_step, const dlc_real *b, size_t b_step,
     dlc_real *C, size_t ldc, size_t mr, int accumulate, const dlc_epilogue *ep, size_t j0)
 {
-    dlc_real tile[DLC_MR][DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
+    dlc_real tile[DLC_TURNED_TILE_WIDTH][DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
+    dlc_real rows[8][DLC_TURNED_TILE_WIDTH] __attribute__((aligned(DLC_VEC_BYTES)));
     switch (nr) {
     DLC_TILE_ROWS(DLC_TURNED_TILE_CASE)
     default:
         return;
     }
-    for (size_t i = 0; i < mr; i++) {
-        dlc_real *Ci = C + i * ldc;
-        for (size_t j = 0; j < nr; j++) {
-            const dlc_real v = tile[j][i] + (accumulate ? Ci[j] : 0);
-            Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
+    const int plain = !ep || (!ep->bias && ep->act == DLC_ACT_NONE);
+#ifdef DLC_TURN
+    const size_t width = (nr + 7) / 8 * 8;
+    memset(tile[nr], 0, (width - nr) * sizeof tile[0]);
+#endif
+    for (size_t i0 = 0; i0 < mr; i0 += 8) {
+#ifdef DLC_TURN
+        for (size_t jb = 0; jb < width; jb += 8) {
+            dlc_turn8(tile[jb] + i0, DLC_NR, rows[0] + jb, DLC_TURNED_TILE_WIDTH);
+        }
+#else
+        for (size_t r = 0; r < 8 && i0 + r < mr; r++) {
+            for (size_t j = 0; j < nr; j++) {
+                rows[r][j] = tile[j][i0 + r];
+            }
+        }
+#endif
+        for (size_t r = 0; r < 8 && i0 + r < mr; r++) {
+            dlc_real *Ci = C + (i0 + r) * ldc;
+            const dlc_real *row = rows[r];
+            size_t j = 0;
+#ifdef DLC_TURN
+            for (; plain && j + 8 <= nr; j += 8) {
+                const dlc_vec8 v = dlc_load8(row + j);
+                dlc_store8(Ci + j, accumulate ? v + dlc_load8(Ci + j) : v);
+            }
+#endif
+            for (; j < nr; j++) {
+                const dlc_real v = accumulate ? row[j] + Ci[j] : row[j];
+                Ci[j] = plain ? v : dlc_epilogue1(ep, j0 + j, v);
+            }
         }
     }
 }

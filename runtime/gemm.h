@@ -553,6 +553,16 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
             const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
             dlc_store_row(Ci, j, dlc_dot_vec(K, Ai, a_step, b, stride), accumulate, ep);
         }
+        /* A panel-packed B is zero-padded to whole vectors: its last columns (a classifier's
+         * 10 of 16) take one vector's dot product, the same sums lane by lane as dlc_dot's. */
+        if (j < end && panel && panel % DLC_VL == 0) {
+            const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
+            dlc_real s[DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
+            dlc_store(s, dlc_dot_vec(K, Ai, a_step, b, stride));
+            for (size_t first = j; j < end; j++) {
+                Ci[j] = dlc_epilogue1(ep, j, s[j - first] + (accumulate ? Ci[j] : 0));
+            }
+        }
         for (; j < end; j++) {
             const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
             const dlc_real s = dlc_dot(K, Ai, a_step, b, stride);

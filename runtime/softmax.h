@@ -211,10 +211,10 @@ static inline void dlc_store_shifted(size_t n, dlc_real (*t)[DLC_VL], dlc_real *
 
 /* Finishes the softmax of the first `whole` rows of y, each group of DLC_VL stored shifted
  * and on its side in its own place: the exp over all of them at once (where it
- * vectorises best), then each group divided by its sums and turned back. */
-static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y)
+ * vectorises best), then each group divided by its sums and turned back through t, the
+ * caller's n x DLC_VL block (one per frame: at 64-byte vectors each is 4 KiB). */
+static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y, dlc_real (*t)[DLC_VL])
 {
-    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
     for (size_t i = 0; i < whole * n; i++) {
         y[i] = dlc_exp_nonpositive(y[i]);
     }
@@ -239,7 +239,7 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
         dlc_to_lanes(n, x + i * n, n, t);
         dlc_store_shifted(n, t, y + i * n);
     }
-    dlc_finish_turned(whole, n, y);
+    dlc_finish_turned(whole, n, y, t);
     dlc_softmax_by_row(rows - whole, n, x + whole * n, y + whole * n);
 }
 

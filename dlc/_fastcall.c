@@ -5,11 +5,18 @@
  * the input array with NumPy's C API, allocates y and calls the model's entry point through
  * its address, in ~0.1 us.  It knows nothing of a model but the tuple it is handed; the
  * library itself is still built and loaded by cffi.
+ *
+ * Predictor(entry, local, fallback) is a model's predict in one C call: the Python frames of
+ * a method and its workspace lookup cost as much again at batch 1.  It takes this thread's
+ * workspace from the threading.local `local`, and hands every case it does not finish (an
+ * array to convert, no workspace yet in this thread, a failed call) to `fallback`, the
+ * Python path, which converts, allocates or names the error.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
+#include <stddef.h>
 
 typedef int (*predict_fn)(const void *params, const void *x, void *y, size_t batch,
                           void *workspace, int threads);
@@ -94,6 +101,112 @@ static PyObject *predict(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return y;
 }
 
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *entry, *local, *fallback;
+} Predictor;
+
+static PyObject *workspace_name;
+
+static PyObject *call_fallback(Predictor *self, PyObject *x)
+{
+    return PyObject_CallOneArg(self->fallback, x);
+}
+
+/* The input fits, this thread has its workspace and the call succeeds: y.  Otherwise the
+ * fallback's answer. */
+static PyObject *predictor_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames)
+{
+    Predictor *self = (Predictor *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "predict(X) takes one argument, the rows");
+        return NULL;
+    }
+    PyObject *workspace = PyObject_GetAttr(self->local, workspace_name);
+    if (!workspace) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return call_fallback(self, args[0]);
+    }
+    PyObject *call[3] = {self->entry, args[0], workspace};
+    PyObject *y = predict(NULL, call, 3);
+    Py_DECREF(workspace);
+    if (y && PyArray_CheckExact(y)) {
+        return y;
+    }
+    Py_XDECREF(y);
+    PyErr_Clear();
+    return call_fallback(self, args[0]);
+}
+
+static PyObject *predictor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *entry, *local, *fallback;
+    if (kwargs || !PyArg_ParseTuple(args, "O!OO:Predictor", &PyTuple_Type, &entry, &local,
+                                    &fallback)) {
+        if (kwargs) {
+            PyErr_SetString(PyExc_TypeError, "Predictor(entry, local, fallback)");
+        }
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(entry) != ENTRY_SIZE || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "Predictor(entry, local, fallback): an entry tuple "
+                                         "and a callable");
+        return NULL;
+    }
+    Predictor *self = (Predictor *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->vectorcall = predictor_call;
+    Py_INCREF(entry);
+    Py_INCREF(local);
+    Py_INCREF(fallback);
+    self->entry = entry, self->local = local, self->fallback = fallback;
+    return (PyObject *)self;
+}
+
+static int predictor_traverse(Predictor *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->entry);
+    Py_VISIT(self->local);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int predictor_clear(Predictor *self)
+{
+    Py_CLEAR(self->entry);
+    Py_CLEAR(self->local);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void predictor_dealloc(Predictor *self)
+{
+    PyObject_GC_UnTrack(self);
+    predictor_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject predictor_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dlc._fastcall.Predictor",
+    .tp_basicsize = sizeof(Predictor),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Predictor(entry, local, fallback)(X) -> y: a model's predict in one C call",
+    .tp_new = predictor_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Predictor, vectorcall),
+    .tp_traverse = (traverseproc)predictor_traverse,
+    .tp_clear = (inquiry)predictor_clear,
+    .tp_dealloc = (destructor)predictor_dealloc,
+};
+
 static PyMethodDef methods[] = {
     {"predict", (PyCFunction)(void (*)(void))predict, METH_FASTCALL,
      "predict(entry, x, workspace) -> y | None | status"},
@@ -107,5 +220,16 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__fastcall(void)
 {
     import_array();
-    return PyModule_Create(&module_def);
+    workspace_name = PyUnicode_InternFromString("workspace");
+    if (!workspace_name || PyType_Ready(&predictor_type) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    Py_INCREF(&predictor_type);
+    if (!module || PyModule_AddObject(module, "Predictor", (PyObject *)&predictor_type) < 0) {
+        Py_XDECREF(module);
+        Py_DECREF(&predictor_type);
+        return NULL;
+    }
+    return module;
 }

@@ -12,11 +12,11 @@
 #ifdef DLC_TURN
 /* t[j] = x W[:, j] + b[j], j < n_out <= 12, for the DLC_VL rows at x, on their side (lane r
  * from row r): a micro-kernel with rows in the lanes and 12 columns of sums in named
- * registers, reading x turned 64 columns at a time and W's first panel in place (12
+ * registers, reading x turned DLC_TURNED_DEPTH columns at a time and W's first panel in place (12
  * columns of it; panel >= 12, zero-padded).  A classifier of 10 classes fills 10 of the
  * matrix multiply's 16 tile columns; here 10 of 12. */
 #define DLC_TURNED_COLUMNS 12
-#define DLC_TURNED_DEPTH 64
+#define DLC_TURNED_DEPTH (2048 / DLC_VEC_BYTES)   /* x turned in 2 KiB blocks */
 #define DLC_TURNED_FMA(j) s##j += a * w[j]
 static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x,
                                     const dlc_real *W, size_t panel, const dlc_real *b,
@@ -61,7 +61,7 @@ static inline void dlc_dense_softmax(const dlc_scratch *scratch,
         dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
         dlc_store_shifted(n_out, t, y + i * n_out);
     }
-    dlc_finish_turned(whole, n_out, y);
+    dlc_finish_turned(whole, n_out, y, t);
 #endif
     if (whole < rows) {
         dlc_real *rest = y + whole * n_out;

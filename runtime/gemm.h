@@ -17,9 +17,10 @@
  * named vector variables (an array would be spilled to the stack).  A product
  * of fewer than DLC_SMALL_M rows (batch-1 inference) streams through B without
  * packing; one narrower than the tile (N < DLC_NR: a classifier's 10 classes) takes
- * the tile turned on its side, DLC_NR rows in the lanes by up to DLC_MR columns.  OpenMP threads split C by columns only, never along K, and at the
- * blocks each path steps by, so every element is computed by the same code in
- * the same order whatever the thread count.  Elsewhere dlc_gemm_reference, the
+ * the tile turned on its side, DLC_NR rows in the lanes by up to DLC_MR columns.
+ * OpenMP threads split C by columns only, never along K, and at the blocks each
+ * path steps by, so every element is computed by the same code in the same order
+ * whatever the thread count.  Elsewhere dlc_gemm_reference, the
  * plain loop, runs; it stays as the algorithmic reference.
  *
  * The packed blocks live in the caller's workspace (a dlc_scratch), never on the
@@ -294,20 +295,22 @@ static inline void dlc_pack_b_block(int trans_b, const dlc_real *B, size_t ldb, 
     }
 }
 
+/* Finishes one vector of a tile's row: Ci[0..DLC_VL) = v (+ Ci), then the epilogue. */
+static inline void dlc_finish_vec(dlc_real *Ci, dlc_vec v, int accumulate,
+                                  const dlc_epilogue *ep, dlc_vec bias)
+{
+    if (accumulate) {
+        v += dlc_load(Ci);
+    }
+    dlc_store(Ci, ep ? dlc_epilogue_vec(ep, bias, v) : v);
+}
+
 /* Finishes one full row of a tile: C[0..DLC_NR) = v0|v1 (+ C), then the epilogue. */
 static inline void dlc_finish_row(dlc_real *Ci, dlc_vec v0, dlc_vec v1, int accumulate,
                                   const dlc_epilogue *ep, dlc_vec bias0, dlc_vec bias1)
 {
-    if (accumulate) {
-        v0 += dlc_load(Ci);
-        v1 += dlc_load(Ci + DLC_VL);
-    }
-    if (ep) {
-        v0 = dlc_epilogue_vec(ep, bias0, v0);
-        v1 = dlc_epilogue_vec(ep, bias1, v1);
-    }
-    dlc_store(Ci, v0);
-    dlc_store(Ci + DLC_VL, v1);
+    dlc_finish_vec(Ci, v0, accumulate, ep, bias0);
+    dlc_finish_vec(Ci + DLC_VL, v1, accumulate, ep, bias1);
 }
 
 /* C tile (mr, nr) at C = Ap Bp (+ C when accumulate); the epilogue when ep.
@@ -319,9 +322,10 @@ static inline void dlc_finish_row(dlc_real *Ci, dlc_vec v0, dlc_vec v1, int accu
 #define DLC_TILE_ZERO(i) dlc_vec c##i##_0 = {0}, c##i##_1 = {0};
 #define DLC_TILE_FMA(i) a = Ap[i * ars]; c##i##_0 += a * b0; c##i##_1 += a * b1v;
 #define DLC_TILE_FINISH(i) \
-    dlc_finish_row(C + i * ldc, c##i##_0, c##i##_1, accumulate, ep, bias0, bias1);
-#define DLC_TILE_SPILL(i) \
-    dlc_store(tile + i * DLC_NR, c##i##_0); dlc_store(tile + i * DLC_NR + DLC_VL, c##i##_1);
+    if (i < mr) dlc_finish_row(C + i * ldc, c##i##_0, c##i##_1, accumulate, ep, bias0, bias1);
+#define DLC_TILE_EDGE(i) \
+    if (i < mr && whole) dlc_finish_vec(C + i * ldc, c##i##_0, accumulate, ep, bias0); \
+    dlc_store(edge + i * DLC_VL, whole ? c##i##_1 : c##i##_0);
 static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, size_t aks,
                                     const dlc_real *Bp, size_t ldbp, size_t b1,
                                     dlc_real *C, size_t ldc, size_t mr, size_t nr,
@@ -339,27 +343,22 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
         Ap += aks;
         Bp += ldbp;
     }
-    if (mr == DLC_MR && nr == DLC_NR) {
-        const int bias = ep && ep->bias;
-        const dlc_vec bias0 = bias ? dlc_load(ep->bias + j0) : c0_0;
+    const int bias = ep && ep->bias;
+    const dlc_vec bias0 = bias ? dlc_load(ep->bias + j0) : c0_0;
+    if (nr == DLC_NR) {             /* the rows there are, whole */
         const dlc_vec bias1 = bias ? dlc_load(ep->bias + j0 + DLC_VL) : c0_0;
         DLC_TILE_ROWS(DLC_TILE_FINISH)
         return;
     }
-    /* An edge tile: the first vector of each row whole when nr allows, the rest by value. */
-    dlc_real tile[DLC_MR * DLC_NR] __attribute__((aligned(DLC_VEC_BYTES)));
-    DLC_TILE_ROWS(DLC_TILE_SPILL)
+    /* An edge in columns: the first vector of each row whole when nr allows, the vector
+     * holding the edge through the stack, one per row, then value by value. */
     const size_t whole = nr >= DLC_VL ? DLC_VL : 0;
-    const dlc_vec zero = {0};
-    const dlc_vec bias = whole && ep && ep->bias ? dlc_load(ep->bias + j0) : zero;
+    dlc_real edge[DLC_MR * DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
+    DLC_TILE_ROWS(DLC_TILE_EDGE)
     for (size_t i = 0; i < mr; i++) {
         dlc_real *Ci = C + i * ldc;
-        if (whole) {
-            dlc_vec v = dlc_load(tile + i * DLC_NR) + (accumulate ? dlc_load(Ci) : zero);
-            dlc_store(Ci, ep ? dlc_epilogue_vec(ep, bias, v) : v);
-        }
         for (size_t j = whole; j < nr; j++) {
-            dlc_real v = tile[i * DLC_NR + j] + (accumulate ? Ci[j] : 0);
+            const dlc_real v = edge[i * DLC_VL + j - whole] + (accumulate ? Ci[j] : 0);
             Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
         }
     }
@@ -697,6 +696,16 @@ static inline void dlc_gemm_rows(int trans_a, size_t M, size_t K,
         for (; j + DLC_VL <= end; j += DLC_VL) {
             const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
             dlc_store_row(Ci, j, dlc_dot_vec(K, Ai, a_step, b, stride), accumulate, ep);
+        }
+        /* A panel-packed B is zero-padded to whole vectors: its last columns (a classifier's
+         * 10 of 16) take one vector's dot product, the same sums lane by lane as dlc_dot's. */
+        if (j < end && panel && panel % DLC_VL == 0) {
+            const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);
+            dlc_real s[DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
+            dlc_store(s, dlc_dot_vec(K, Ai, a_step, b, stride));
+            for (size_t first = j; j < end; j++) {
+                Ci[j] = dlc_epilogue1(ep, j, s[j - first] + (accumulate ? Ci[j] : 0));
+            }
         }
         for (; j < end; j++) {
             const dlc_real *b = dlc_b_column(B, ldb, panel, K, j, &stride);

@@ -159,14 +159,19 @@ static inline void dlc_plain_softmax(size_t rows, size_t n, const dlc_real *x, d
  * in the same order as dlc_softmax_by_row: the results are identical. */
 #define DLC_SOFTMAX_LANES_MAX_N 64     /* longer rows fill vectors by themselves */
 
-/* t[j][r] = x[r * ld + j] for j < n and the DLC_VL rows at x: whole square blocks by
- * shuffles, the columns left over one value at a time.  dlc_from_lanes is the inverse
- * (for rows of n values). */
+/* t[j][r] = x[r * ld + j] for j < n and the DLC_VL rows at x: whole square blocks, then
+ * blocks 8 columns wide, by shuffles, the columns left over one value at a time.
+ * dlc_from_lanes is the inverse (for rows of n values). */
 static inline void dlc_to_lanes(size_t n, const dlc_real *x, size_t ld, dlc_real (*t)[DLC_VL])
 {
     size_t c = 0;
     for (; c + DLC_VL <= n; c += DLC_VL) {
         dlc_turn(x + c, ld, t[c], DLC_VL);
+    }
+    for (; c + 8 <= n; c += 8) {            /* a row of 10 classes: 8 of them by shuffles */
+        for (size_t r = 0; r < DLC_VL; r += 8) {
+            dlc_turn8(x + r * ld + c, ld, t[c] + r, DLC_VL);
+        }
     }
     for (size_t j = c; j < n; j++) {
         for (size_t r = 0; r < DLC_VL; r++) {
@@ -180,6 +185,11 @@ static inline void dlc_from_lanes(size_t n, dlc_real (*t)[DLC_VL], dlc_real *y)
     size_t c = 0;
     for (; c + DLC_VL <= n; c += DLC_VL) {
         dlc_turn(t[c], DLC_VL, y + c, n);
+    }
+    for (; c + 8 <= n; c += 8) {            /* a row of 10 classes: 8 of them by shuffles */
+        for (size_t r = 0; r < DLC_VL; r += 8) {
+            dlc_turn8(t[c] + r, DLC_VL, y + r * n + c, n);
+        }
     }
     for (size_t j = c; j < n; j++) {
         for (size_t r = 0; r < DLC_VL; r++) {
@@ -211,10 +221,10 @@ static inline void dlc_store_shifted(size_t n, dlc_real (*t)[DLC_VL], dlc_real *
 
 /* Finishes the softmax of the first `whole` rows of y, each group of DLC_VL stored shifted
  * and on its side in its own place: the exp over all of them at once (where it
- * vectorises best), then each group divided by its sums and turned back. */
-static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y)
+ * vectorises best), then each group divided by its sums and turned back through t, the
+ * caller's n x DLC_VL block (one per frame: at 64-byte vectors each is 4 KiB). */
+static inline void dlc_finish_turned(size_t whole, size_t n, dlc_real *y, dlc_real (*t)[DLC_VL])
 {
-    dlc_real t[DLC_SOFTMAX_LANES_MAX_N][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
     for (size_t i = 0; i < whole * n; i++) {
         y[i] = dlc_exp_nonpositive(y[i]);
     }
@@ -239,7 +249,7 @@ static inline void dlc_softmax(size_t rows, size_t n, const dlc_real *x, dlc_rea
         dlc_to_lanes(n, x + i * n, n, t);
         dlc_store_shifted(n, t, y + i * n);
     }
-    dlc_finish_turned(whole, n, y);
+    dlc_finish_turned(whole, n, y, t);
     dlc_softmax_by_row(rows - whole, n, x + whole * n, y + whole * n);
 }
 

@@ -121,6 +121,37 @@ def test_one_library_serves_every_batch_size():
     assert_matches(full, ref.predict(X), np.float32)
 
 
+def test_predict_while_another_thread_changes_the_thread_count():
+    """predict is one C call holding an entry and the workspaces sized for it: a thread
+    count changed under running predicts (more blocks, new workspaces) never pairs the new
+    entry with an old, smaller workspace."""
+    import threading
+    net = example_net("float32")
+    lib, ref = dlc.compile(net), dlc.reference(net)
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(size=(n, 64)).astype(np.float32) for n in (1, 17, 300)]
+    expected = [ref.predict(X) for X in batches]
+    stop, failures = threading.Event(), []
+
+    def predict_all():
+        while not stop.is_set():
+            for X, want in zip(batches, expected):
+                got = lib.predict(X)
+                if not np.allclose(got, want, rtol=1e-4, atol=1e-6):
+                    failures.append(np.abs(got - want).max())
+    workers = [threading.Thread(target=predict_all) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for threads in (2, 1, 4, 1, 3) * 4:
+        lib.threads = threads
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert lib.threads == 3 and lib.predict(batches[0]).shape == (1, 10)
+    assert_matches(lib.predict(batches[2].tolist()), expected[2], np.float32)
+
+
 def test_concurrent_predicts_from_python_threads():
     """Each Python thread gets its own workspace; batches of 16 rows and more run with the
     GIL released, so calls really overlap."""

@@ -43,6 +43,28 @@ static inline void dlc_dense_turned(size_t n_in, size_t n_out, const dlc_real *x
 }
 #endif
 
+#ifdef DLC_TURN
+/* y = softmax(x W + b) for the whole DLC_VL-row blocks of x, their logits on their side
+ * (see dlc_dense_softmax); returns the rows done.  Not inlined, so that its blocks are off
+ * the stack by the time the leftover rows call the matrix multiply. */
+static __attribute__((noinline, unused)) size_t dlc_dense_softmax_turned(
+    size_t rows, size_t n_in, size_t n_out, const dlc_real *x, const dlc_real *W,
+    size_t panel, const dlc_real *b, dlc_real *y)
+{
+    if (n_out > DLC_TURNED_COLUMNS || panel < DLC_TURNED_COLUMNS) {
+        return 0;
+    }
+    const size_t whole = rows / DLC_VL * DLC_VL;
+    dlc_real t[DLC_TURNED_COLUMNS][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
+    for (size_t i = 0; i < whole; i += DLC_VL) {
+        dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
+        dlc_store_shifted(n_out, t, y + i * n_out);
+    }
+    dlc_finish_turned(whole, n_out, y, t);
+    return whole;
+}
+#endif
+
 /* y = softmax(x W + b): a dense layer with its softmax fused.  With vectors of 8 or more
  * lanes, the logits of each DLC_VL rows are computed on their side and kept there for the
  * softmax; other shapes, and leftover rows, take the matrix multiply, then the softmax. */
@@ -53,15 +75,9 @@ static inline void dlc_dense_softmax(const dlc_scratch *scratch,
 {
     size_t whole = 0;
 #ifdef DLC_TURN
-    if (n_out <= DLC_TURNED_COLUMNS && panel >= DLC_TURNED_COLUMNS) {
-        whole = rows / DLC_VL * DLC_VL;
+    if (rows >= DLC_VL) {
+        whole = dlc_dense_softmax_turned(rows, n_in, n_out, x, W, panel, b, y);
     }
-    dlc_real t[DLC_TURNED_COLUMNS][DLC_VL] __attribute__((aligned(DLC_VEC_BYTES)));
-    for (size_t i = 0; i < whole; i += DLC_VL) {
-        dlc_dense_turned(n_in, n_out, x + i * n_in, W, panel, b, t);
-        dlc_store_shifted(n_out, t, y + i * n_out);
-    }
-    dlc_finish_turned(whole, n_out, y, t);
 #endif
     if (whole < rows) {
         dlc_real *rest = y + whole * n_out;

@@ -108,6 +108,7 @@ static inline void dlc_gemm_reference(int trans_a, int trans_b, size_t M, size_t
 #else
 #define DLC_MR 6
 #endif
+#define DLC_HALF_MR (DLC_MR / 2)                /* rows of the tile of an edge in rows */
 #define DLC_NR (2 * DLC_VL)                     /* columns: two vectors */
 /* DLC_TILE_ROWS(F): F(0) F(1) .. F(DLC_MR - 1), so that each row of the tile is a pair of
  * named variables (an array would be spilled to the stack). */
@@ -318,18 +319,21 @@ static inline void dlc_finish_row(dlc_real *Ci, dlc_vec v0, dlc_vec v1, int accu
  * panel, ars = 1 and aks = DLC_MR, or A itself, ars = lda and aks = 1); Bp kc rows of
  * DLC_NR values, ldbp apart (a packed panel, or B itself), the second vector of each b1
  * after the first (DLC_VL, or the next panel of a panel-packed B narrower than the tile).
- * The tile lives in 2 DLC_MR named vectors, which gcc keeps in registers. */
+ * The tile lives in 2 DLC_MR named vectors, which gcc keeps in registers.  `rows` is
+ * a constant, DLC_MR or DLC_HALF_MR (an edge of that many rows or fewer: M = 256 leaves
+ * 4 of 14), and the sums of rows past it are never computed. */
 #define DLC_TILE_ZERO(i) dlc_vec c##i##_0 = {0}, c##i##_1 = {0};
-#define DLC_TILE_FMA(i) a = Ap[i * ars]; c##i##_0 += a * b0; c##i##_1 += a * b1v;
+#define DLC_TILE_FMA(i) \
+    if (i < rows) { a = Ap[i * ars]; c##i##_0 += a * b0; c##i##_1 += a * b1v; }
 #define DLC_TILE_FINISH(i) \
     if (i < mr) dlc_finish_row(C + i * ldc, c##i##_0, c##i##_1, accumulate, ep, bias0, bias1);
 #define DLC_TILE_EDGE(i) \
     if (i < mr && whole) dlc_finish_vec(C + i * ldc, c##i##_0, accumulate, ep, bias0); \
-    dlc_store(edge + i * DLC_VL, whole ? c##i##_1 : c##i##_0);
-static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, size_t aks,
-                                    const dlc_real *Bp, size_t ldbp, size_t b1,
-                                    dlc_real *C, size_t ldc, size_t mr, size_t nr,
-                                    int accumulate, const dlc_epilogue *ep, size_t j0)
+    if (i < rows) dlc_store(edge + i * DLC_VL, whole ? c##i##_1 : c##i##_0);
+static inline __attribute__((always_inline)) void dlc_tile_kernel(
+    size_t rows, size_t kc, const dlc_real *Ap, size_t ars, size_t aks, const dlc_real *Bp,
+    size_t ldbp, size_t b1, dlc_real *C, size_t ldc, size_t mr, size_t nr, int accumulate,
+    const dlc_epilogue *ep, size_t j0)
 {
     for (size_t i = 0; i < mr && kc >= 64; i++) {   /* C's rows are far apart: fetch them */
         __builtin_prefetch(C + i * ldc, 1);         /* while the sums take 64 steps or more */
@@ -361,6 +365,21 @@ static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, s
             const dlc_real v = edge[i * DLC_VL + j - whole] + (accumulate ? Ci[j] : 0);
             Ci[j] = ep ? dlc_epilogue1(ep, j0 + j, v) : v;
         }
+    }
+}
+
+/* The tile for mr rows: the half-height copy when they fit in it. */
+static inline void dlc_micro_kernel(size_t kc, const dlc_real *Ap, size_t ars, size_t aks,
+                                    const dlc_real *Bp, size_t ldbp, size_t b1,
+                                    dlc_real *C, size_t ldc, size_t mr, size_t nr,
+                                    int accumulate, const dlc_epilogue *ep, size_t j0)
+{
+    if (mr <= DLC_HALF_MR) {
+        dlc_tile_kernel(DLC_HALF_MR, kc, Ap, ars, aks, Bp, ldbp, b1, C, ldc, mr, nr,
+                        accumulate, ep, j0);
+    } else {
+        dlc_tile_kernel(DLC_MR, kc, Ap, ars, aks, Bp, ldbp, b1, C, ldc, mr, nr, accumulate,
+                        ep, j0);
     }
 }
 

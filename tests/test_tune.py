@@ -297,6 +297,20 @@ def test_local_search_trains_real_trainers(local_result):
     assert 1 - trainer.evaluate(*TRAIN)["accuracy"] == best.train_error
 
 
+def test_early_stopping_ends_a_trial_patience_epochs_after_its_best():
+    """lr 0.3 on 150 points: the dev error stops improving well within 60 epochs."""
+    result = tune.search(tiny_build, {"lr": tune.Choice([0.3]), "hidden": tune.Choice([8])},
+                         train=TRAIN, dev=DEV, trials=1, rounds=1, epochs=60, seed=0, patience=2,
+                         executor=ThreadPoolExecutor(1), progress=False)
+    t = result.best
+    assert t.status == "ok" and t.epochs < 60, "no early stop: the test lost its premise"
+    keys = list(zip(t.curve, t.dev_losses))
+    assert t.best_epoch == t.epochs - 2                     # stopped 2 epochs after it
+    assert all(k >= keys[t.best_epoch - 1] for k in keys[t.best_epoch:])
+    assert all(k > keys[t.best_epoch - 1] for k in keys[:t.best_epoch - 1])  # first best
+    assert (t.dev_error, t.dev_loss) == min(keys)
+
+
 def tiny_net(h):
     return dlc.Sequential([dlc.Input(8), dlc.Dense(h), dlc.ReLU(), dlc.Dense(3), dlc.Softmax()])
 

@@ -89,13 +89,14 @@ def run(command, env=None, check=True):
     return done
 
 
-def predict_with_driver(exported, X, tmp_path, flags, env=None, cc="gcc"):
-    """The driver's three predictions (internal workspace, own workspace, row by row)."""
+def predict_with_driver(exported, X, tmp_path, flags, env=None, cc="gcc", runner=()):
+    """The driver's three predictions (internal workspace, own workspace, row by row);
+    ``runner`` prefixes its command (an emulator)."""
     binary = compile_c([HERE / "c" / "export_driver.c", exported.source],
                        tmp_path / f"driver{len(flags)}", flags, exported.source.parent, cc)
     dtype = X.dtype if exported.output_dtype is None else exported.output_dtype
     (tmp_path / "x.bin").write_bytes(X.tobytes())
-    args = [binary, tmp_path / "x.bin", tmp_path / "y.bin", len(X)]
+    args = [*runner, binary, tmp_path / "x.bin", tmp_path / "y.bin", len(X)]
     run(args + ([exported.weights] if exported.weights else []), env)
     y = np.fromfile(tmp_path / "y.bin", dtype)
     return y.reshape(3, len(X), exported.n_outputs)

@@ -68,7 +68,9 @@ def padded(rng, rows, cols, dtype, pad):
     return buffer[:, :cols]
 
 
-def check_product(dtype, M, N, K, trans_a, trans_b, beta, flags="native", pad=3, seed=0):
+def product_case(dtype, M, N, K, trans_a, trans_b, beta, pad=3, seed=0):
+    """(A, B, C, buffer): operands as views into buffers pad values wider than their rows;
+    C (beta 1: random values; beta 0: NaN, which must never be read) is buffer[:, :N]."""
     rng = np.random.default_rng(seed)
     A = padded(rng, *((K, M) if trans_a else (M, K)), dtype, pad)
     B = padded(rng, *((N, K) if trans_b else (K, N)), dtype, pad)
@@ -76,17 +78,31 @@ def check_product(dtype, M, N, K, trans_a, trans_b, beta, flags="native", pad=3,
     C = buffer[:, :N]
     if beta:
         C[:] = rng.normal(size=(M, N))
+    return A, B, C, buffer
+
+
+def check_result(A, B, C0, buffer, trans_a, trans_b, beta):
+    """buffer[:, :N] is op(A) op(B) + beta C0 within the error bound, and its padding is
+    untouched."""
+    dtype, (M, N) = A.dtype.type, C0.shape
     wide = np.longdouble if dtype == np.float64 else np.float64
     opA, opB = (A.T if trans_a else A).astype(wide), (B.T if trans_b else B).astype(wide)
-    C0 = C.astype(wide) if beta else np.zeros((M, N), wide)   # beta 0: C (NaN) is never read
+    C0 = C0.astype(wide) if beta else np.zeros((M, N), wide)   # beta 0: C (NaN) is never read
     exact = opA @ opB + C0
+    K = opA.shape[1]
     bound = (K + 1) * np.finfo(dtype).eps * (np.abs(opA) @ np.abs(opB) + np.abs(C0))
-    matmul(A, B, C, trans_a, trans_b, beta, dtype, flags)
-    error = np.abs(C.astype(wide) - exact)
+    error = np.abs(buffer[:, :N].astype(wide) - exact)
     worst = np.unravel_index(np.argmax(error - bound), error.shape)
     assert np.all(error <= bound), (f"{M}x{N}x{K} ta={trans_a} tb={trans_b} beta={beta}: error "
                                     f"{error[worst]:.3g} > bound {bound[worst]:.3g} at {worst}")
     assert np.isnan(buffer[:, N:]).all(), "dlc_gemm wrote past column N (into ldc padding)"
+
+
+def check_product(dtype, M, N, K, trans_a, trans_b, beta, flags="native", pad=3, seed=0):
+    A, B, C, buffer = product_case(dtype, M, N, K, trans_a, trans_b, beta, pad, seed)
+    C0 = C.copy()
+    matmul(A, B, C, trans_a, trans_b, beta, dtype, flags)
+    check_result(A, B, C0, buffer, trans_a, trans_b, beta)
 
 
 @pytest.mark.parametrize("flags", sorted(WIDTHS))

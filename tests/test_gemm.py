@@ -393,6 +393,30 @@ def test_nonfinite_input_on_the_fast_path_names_the_row(bad, dtype):
         model.predict(X)
 
 
+@pytest.mark.parametrize("flags", ["native", "portable"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_check_finds_a_nonfinite_value_at_every_position(dtype, flags):
+    """C's check keeps 32 maxima side by side, then takes the tail one by one: a NaN or
+    inf at any index of either part, in a batch of any length, is found, and the largest
+    finite values and the subnormals pass."""
+    import dlc
+    net = dlc.Sequential([dlc.Input(37), dlc.Dense(3)], dtype=np.dtype(dtype).name, seed=0)
+    model = dlc.compile(net, flags=flags)
+    info = np.finfo(dtype)
+    for rows in (1, 2, 3):                      # 37, 74, 111 values: 5, 10, 15 in the tail
+        X = np.zeros((rows, 37), dtype)
+        X.flat[::3] = info.max
+        X.flat[1::3] = -info.max
+        X.flat[2::5] = info.smallest_subnormal
+        model.predict(X)                        # every value finite: no error
+        for index in range(X.size):
+            for bad in (np.nan, np.inf, -np.inf):
+                Y = X.copy()
+                Y.flat[index] = bad
+                with pytest.raises(ValueError, match=f"first at row {index // 37}"):
+                    model.predict(Y)
+
+
 def test_flag_presets():
     import dlc
     from dlc.build import FLAG_PRESETS, resolve_flags
